@@ -1,0 +1,22 @@
+"""gradient-doctor: find, explain and treat vanishing and exploding gradients in PyTorch models.
+
+    >>> import gradient_doctor as gd
+    >>> with gd.watch(model, optimizer=opt, log_dir="runs/a") as run:
+    ...     train(model, opt)
+    >>> print(run.summary())
+"""
+
+from ._version import __version__
+from .errors import GradientDoctorError, RecordError, RunClosedError
+from .record import Run, load
+from .watch import watch
+
+__all__ = [
+    "__version__",
+    "GradientDoctorError",
+    "RecordError",
+    "RunClosedError",
+    "Run",
+    "load",
+    "watch",
+]

@@ -1,0 +1,102 @@
+"""Gradient, weight and update statistics per parameter tensor, rolled up per layer.
+
+    >>> layer_block, param_block = gradient_blocks(params, rollup)
+    >>> layer_block.shape, param_block.shape  # rows: grad_norm, grad_max, grad_zero_frac, nonfinite
+    (torch.Size([4, n_layers]), torch.Size([4, n_params]))
+    >>> layer_norms, param_norms = weight_norms(params, rollup)
+
+A layer's value is over its own parameters jointly (weight and bias together): the L2 norm of all
+their entries, the max |g| over them, the zero fraction of all their entries, the sum of non-finite
+counts. Parameters without a gradient this step (frozen, unused) are left out; a layer none of whose
+parameters has a gradient gets NaN for the gradient metrics.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .rollup import Rollup
+from .tensor_stats import MAX_ABS, NONFINITE, NONZERO, SUM_OF_SQUARES, flat_view, sum_of_squares, tensor_stats
+
+_NAN = float("nan")
+
+
+def gradient_blocks(params: list[Tensor], rollup: Rollup, *, fast: bool | None = None) -> tuple[Tensor, Tensor]:
+    """Float64 ([4, layers], [4, params]) blocks: grad_norm, grad_max, grad_zero_frac, nonfinite."""
+    device = params[0].device
+    present = [i for i, p in enumerate(params) if p.grad is not None]
+    stats = torch.full((4, len(params)), _NAN, dtype=torch.float64, device=device)
+    has_grad = torch.zeros(len(params), dtype=torch.float64, device=device)
+    if present:
+        index = torch.tensor(present, dtype=torch.long, device=device)
+        stats[:, index] = tensor_stats([params[i].grad for i in present], fast=fast).to(device)
+        has_grad[index] = 1.0
+    numel = torch.tensor([float(p.numel()) for p in params], dtype=torch.float64, device=device)
+
+    param_block = torch.stack([
+        stats[SUM_OF_SQUARES].sqrt(),
+        stats[MAX_ABS],
+        1 - stats[NONZERO] / numel,
+        stats[NONFINITE],
+    ])
+
+    with_grad = has_grad > 0
+    zeroed = torch.where(with_grad.unsqueeze(0), stats, torch.zeros_like(stats))
+    layer_has_grad = rollup.sum(has_grad) > 0
+    layer_grad = torch.stack([
+        rollup.sum(zeroed[SUM_OF_SQUARES]).sqrt(),
+        rollup.amax(torch.where(with_grad, stats[MAX_ABS], -torch.inf)),
+        1 - rollup.sum(zeroed[NONZERO]) / rollup.sum(numel * has_grad),
+        rollup.sum(zeroed[NONFINITE]),
+    ])
+    layer_grad = torch.where(layer_has_grad.unsqueeze(0), layer_grad, torch.full_like(layer_grad, _NAN))
+    return layer_grad, param_block
+
+
+def weight_norms(params: list[Tensor], rollup: Rollup, *, fast: bool | None = None) -> tuple[Tensor, Tensor]:
+    """Float64 ([layers], [params]) L2 norms of the parameters, frozen ones included."""
+    squares = sum_of_squares([flat_view(p) for p in params], fast=fast).to(params[0].device)
+    return rollup.sum(squares).sqrt(), squares.sqrt()
+
+
+class UpdateTracker:
+    """Exact ‖Δw‖ across one optimizer step: a transient copy of the tracked parameters, freed after.
+
+    >>> tracker.snapshot(); optimizer.step(); layer_row, param_row = tracker.measure()
+
+    The copy costs one extra parameter's worth of memory per tracked parameter, held only between
+    the optimizer's step pre- and post-hooks on the steps where updates are recorded.
+    """
+
+    def __init__(self, params: list[Tensor], tracked: list[int], rollup: Rollup):
+        self.params = params
+        self.tracked = tracked
+        self.rollup = rollup
+        self._before: list[Tensor] | None = None
+
+    def snapshot(self) -> None:
+        self._before = [self.params[i].detach().clone() for i in self.tracked]
+
+    @property
+    def pending(self) -> bool:
+        return self._before is not None
+
+    def discard(self) -> None:
+        self._before = None
+
+    def measure(self, *, fast: bool | None = None) -> tuple[Tensor, Tensor]:
+        """Float64 ([layers], [params]) update norms since `snapshot()`; NaN for untracked params."""
+        before, self._before = self._before, None
+        device = self.params[0].device
+        per_param = torch.full((len(self.params),), _NAN, dtype=torch.float64, device=device)
+        if self.tracked:
+            torch._foreach_sub_(before, [self.params[i].detach() for i in self.tracked])
+            squares = sum_of_squares([flat_view(d) for d in before], fast=fast).to(device)
+            per_param[torch.tensor(self.tracked, dtype=torch.long, device=device)] = squares
+        del before
+        tracked = torch.zeros(len(self.params), dtype=torch.float64, device=device)
+        tracked[self.tracked] = 1.0
+        per_layer = self.rollup.sum(torch.where(tracked > 0, per_param, 0.0)).sqrt()
+        per_layer = torch.where(self.rollup.sum(tracked) > 0, per_layer, torch.full_like(per_layer, _NAN))
+        return per_layer, per_param.sqrt()

@@ -1,0 +1,116 @@
+"""Which modules of a model are "layers", and what kind of activation each is.
+
+    >>> layers, params = discover(model)
+    >>> [layer.name for layer in layers]
+    ['0', '1', '2']
+
+A layer is a module with parameters of its own (``recurse=False``) or a known activation module.
+Containers without parameters of their own (``nn.Sequential``, user blocks) are not layers: their
+children are. A parameter shared by several modules (tied weights) belongs to each of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+#: Outputs within this fraction of an activation's output range from one of its bounds count as
+#: saturated. For sigmoid (range 1) that is y <= 0.01 or y >= 0.99, where sigma' <= 0.0099, i.e. 4 % of
+#: its peak 0.25; for tanh (range 2) |y| >= 0.98, where tanh' <= 0.04, 4 % of its peak 1.
+SATURATION_EPS = 0.01
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    """How to read an activation's output: its bounds (if it saturates) and whether it rectifies.
+
+    >>> activation_spec(nn.Sigmoid())
+    ActivationSpec(bounds=(0.0, 1.0), rectified=False)
+    """
+
+    bounds: tuple[float, float] | None  # saturating activations: (lower, upper) output bounds
+    rectified: bool  # outputs exact zeros on a half-line: zero and dead-unit fractions apply
+
+
+_SATURATING = {
+    nn.Sigmoid: (0.0, 1.0),
+    nn.Tanh: (-1.0, 1.0),
+    nn.Softsign: (-1.0, 1.0),
+    nn.Hardsigmoid: (0.0, 1.0),
+}
+_RECTIFIED = (nn.ReLU, nn.ReLU6, nn.Hardsigmoid, nn.Hardswish, nn.Threshold)
+_SMOOTH_OR_LEAKY = (
+    nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Softplus, nn.LogSigmoid, nn.Tanhshrink, nn.Hardshrink, nn.Softshrink,
+)
+
+
+def activation_spec(module: nn.Module) -> ActivationSpec | None:
+    """The activation spec of `module`, or None when it is not an activation module."""
+    if isinstance(module, nn.Hardtanh):  # ReLU6 is a Hardtanh with bounds (0, 6)
+        bounds = (float(module.min_val), float(module.max_val))
+        return ActivationSpec(bounds, rectified=isinstance(module, nn.ReLU6))
+    for kind, bounds in _SATURATING.items():
+        if isinstance(module, kind):
+            return ActivationSpec(bounds, rectified=isinstance(module, _RECTIFIED))
+    if isinstance(module, _RECTIFIED):
+        return ActivationSpec(None, rectified=True)
+    if isinstance(module, _SMOOTH_OR_LEAKY):
+        return ActivationSpec(None, rectified=False)
+    return None
+
+
+@dataclass
+class Layer:
+    """One layer: its qualified name, module type, parameter indices and activation spec."""
+
+    name: str
+    module: nn.Module
+    params: list[int] = field(default_factory=list)  # indices into the parameter list
+    activation: ActivationSpec | None = None
+
+    @property
+    def kind(self) -> str:
+        return type(self.module).__name__
+
+
+@dataclass
+class Parameter:
+    """One parameter tensor (deduplicated) and the layers that own it."""
+
+    name: str  # qualified name of its first owner, e.g. "encoder.0.weight"
+    tensor: nn.Parameter
+    layers: list[int] = field(default_factory=list)
+
+
+def discover(model: nn.Module) -> tuple[list[Layer], list[Parameter]]:
+    """The model's layers (registration order) and its deduplicated parameters."""
+    layers: list[Layer] = []
+    params: list[Parameter] = []
+    index_of: dict[int, int] = {}
+    for name, module in model.named_modules(remove_duplicate=True):
+        own = [(pname, p) for pname, p in module.named_parameters(recurse=False) if p is not None]
+        spec = activation_spec(module)
+        if not own and spec is None:
+            continue
+        layer = Layer(name or type(module).__name__, module, activation=spec)
+        for pname, p in own:
+            if id(p) not in index_of:
+                index_of[id(p)] = len(params)
+                params.append(Parameter(f"{name}.{pname}" if name else pname, p))
+            pi = index_of[id(p)]
+            if pi not in layer.params:
+                layer.params.append(pi)
+                params[pi].layers.append(len(layers))
+        layers.append(layer)
+    return layers, params
+
+
+def unit_dim(output: torch.Tensor) -> int:
+    """The axis that holds an activation's units: features of (N, C), channels of (N, C, ...),
+    features of a sequence (N, L, C); for an unbatched vector, its only axis."""
+    if output.dim() == 1:
+        return 0
+    return output.dim() - 1 if output.dim() == 3 else 1

@@ -1,0 +1,218 @@
+"""The probe: hooks on a model (and optimizer) that turn each training step into one device vector.
+
+    >>> probe = Probe(model, optimizer, cadence=Cadence())
+    >>> probe.attach()
+    >>> ...  # forward, backward, optimizer.step()
+    >>> probe.completed  # [StepVector(step=0, groups=('gradient', 'update', 'activation'), values=tensor)]
+    >>> probe.detach()
+
+A step's vector is float64 on the model's device: the per-layer block (LAYER_METRICS × layers) and
+then the per-parameter block (PARAM_METRICS × parameters), row-major, NaN where not measured.
+Nothing is read back to the host here; that is the record's job, once per flush.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .activations import ActivationProbe
+from .gradients import UpdateTracker, gradient_blocks, weight_norms
+from .layers import SATURATION_EPS, discover
+from .metrics import LAYER_METRICS, PARAM_METRICS
+from .rollup import Rollup
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """On which steps each group is measured: step k when k % every == 0 (0 turns a group off).
+
+    Defaults: gradients and weight norms every step (a few fast kernels per parameter tensor);
+    updates and activations every 10th step (updates need a transient copy of the parameters;
+    activation statistics read every activation output).
+    """
+
+    every: int = 1
+    update_every: int = 10
+    activation_every: int = 10
+
+    def groups(self, step: int) -> tuple[str, ...]:
+        due = (("gradient", self.every), ("update", self.update_every), ("activation", self.activation_every))
+        return tuple(name for name, period in due if period and step % period == 0)
+
+
+@dataclass
+class StepVector:
+    step: int
+    time: float  # host wall-clock time when the step completed
+    groups: tuple[str, ...]
+    values: Tensor  # float64, LAYER_METRICS × layers then PARAM_METRICS × params
+
+
+class Probe:
+    """Measures one model's steps; `completed` collects the StepVectors until the owner takes them."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        cadence: Cadence = Cadence(),
+        activations: bool = True,
+        saturation_eps: float = SATURATION_EPS,
+        first_step: int = 0,
+    ):
+        self.model = model
+        self.optimizer = optimizer
+        self.cadence = cadence
+        self.layers, self.params = discover(model)
+        self.tensors = [p.tensor for p in self.params]
+        self.device = self.tensors[0].device if self.tensors else torch.device("cpu")
+        pairs = [(pi, li) for li, layer in enumerate(self.layers) for pi in layer.params]
+        self.rollup = Rollup(pairs, len(self.layers), self.device)
+        in_optimizer = _optimizer_param_ids(optimizer)
+        tracked = [i for i, t in enumerate(self.tensors) if id(t) in in_optimizer]
+        self.updates = UpdateTracker(self.tensors, tracked, self.rollup)
+        self.activations = ActivationProbe(self.layers, saturation_eps) if activations else None
+        if self.activations is not None:
+            self.activations.on_error = self._fail
+        self.first_step = first_step
+        self.step = first_step
+        self.completed: list[StepVector] = []
+        self.call_order: list[int] = []  # layer indices in first-call order
+        self.disabled = False
+        self.on_step_complete = None  # called with no arguments after each completed step
+        self._handles: list = []
+        self._order_handles: list = []
+        self._gradient_rows: tuple[Tensor, Tensor] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def attach(self) -> None:
+        """Register every hook; `detach()` removes them all."""
+        if self.activations is not None:
+            self._handles += self.activations.attach()
+        self._order_handles = [
+            layer.module.register_forward_pre_hook(self._order_hook(i)) for i, layer in enumerate(self.layers)
+        ]
+        if self.optimizer is not None:
+            self._handles.append(self.optimizer.register_step_pre_hook(lambda *_: self.before_optimizer_step()))
+            self._handles.append(self.optimizer.register_step_post_hook(lambda *_: self.after_optimizer_step()))
+        self._arm_activations()
+
+    def detach(self) -> None:
+        for handle in self._handles + self._order_handles:
+            handle.remove()
+        self._handles, self._order_handles = [], []
+        self.updates.discard()
+        if self.activations is not None:
+            self.activations.active = False
+            self.activations.reset()
+
+    @property
+    def forward_order(self) -> list[int]:
+        """Layer indices in forward (first-call) order; layers never called follow in registration order."""
+        seen = set(self.call_order)
+        return self.call_order + [i for i in range(len(self.layers)) if i not in seen]
+
+    # -- steps -----------------------------------------------------------------------------
+    def before_optimizer_step(self) -> None:
+        """Optimizer step pre-hook: gradient statistics, and the parameter copy on update steps."""
+        self._guard(self._before_step)
+
+    def after_optimizer_step(self) -> None:
+        """Optimizer step post-hook: update norms, weight norms, activations; completes the step."""
+        self._complete()
+
+    def mark_step(self) -> None:
+        """A step without an optimizer: everything measured now; updates are not measured."""
+        self._guard(self._before_step, with_updates=False)
+        self._complete()
+
+    def _complete(self) -> None:
+        self._guard(self._finish_step)
+        self.step += 1  # steps are counted even when the probe has switched itself off
+        self._arm_activations()
+        if self.on_step_complete is not None:
+            self.on_step_complete()
+
+    def _before_step(self, with_updates: bool = True) -> None:
+        groups = self.cadence.groups(self.step)
+        if "gradient" in groups:
+            self._gradient_rows = gradient_blocks(self.tensors, self.rollup)
+        if with_updates and "update" in groups:
+            self.updates.snapshot()
+
+    def _finish_step(self) -> None:
+        groups = self.cadence.groups(self.step)
+        n_layers, n_params = len(self.layers), len(self.params)
+        layer_rows = torch.full((len(LAYER_METRICS), n_layers), float("nan"), dtype=torch.float64, device=self.device)
+        param_rows = torch.full((len(PARAM_METRICS), n_params), float("nan"), dtype=torch.float64, device=self.device)
+        measured = []
+        if self._gradient_rows is not None:
+            layer_rows[:4], param_rows[:4] = self._gradient_rows
+            # taken after the optimizer step: the weights the step leaves behind
+            layer_rows[4], param_rows[4] = weight_norms(self.tensors, self.rollup)
+            measured.append("gradient")
+            self._gradient_rows = None
+        if self.updates.pending:
+            layer_rows[5], param_rows[5] = self.updates.measure()
+            measured.append("update")
+        if self.activations is not None and self.activations.active:
+            layer_rows[6:] = self.activations.collect()
+            measured.append("activation")
+        if self._order_handles and self.call_order:
+            self._remove_order_hooks()
+        values = torch.cat([layer_rows.flatten(), param_rows.flatten()])
+        self.completed.append(StepVector(self.step, time.time(), tuple(measured), values))
+
+    def _arm_activations(self) -> None:
+        if self.activations is not None and not self.disabled:
+            self.activations.active = "activation" in self.cadence.groups(self.step)
+            self.activations.reset()
+
+    # -- forward order ---------------------------------------------------------------------
+    def _order_hook(self, index: int):
+        def hook(module, inputs):
+            if index not in self.call_order:
+                self.call_order.append(index)
+
+        return hook
+
+    def _remove_order_hooks(self) -> None:
+        for handle in self._order_handles:
+            handle.remove()
+        self._order_handles = []
+
+    # -- never crash training --------------------------------------------------------------
+    def _guard(self, fn, *args, **kwargs) -> None:
+        if self.disabled:
+            return
+        try:
+            fn(*args, **kwargs)
+        except Exception as err:
+            self._fail(err)
+
+    def _fail(self, err: Exception) -> None:
+        if self.disabled:
+            return
+        self.disabled = True
+        self.updates.discard()
+        if self.activations is not None:
+            self.activations.active = False
+        warnings.warn(
+            f"gradient-doctor: the probe hit an internal error and switched itself off; "
+            f"training goes on unwatched. Error: {type(err).__name__}: {err}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _optimizer_param_ids(optimizer: torch.optim.Optimizer | None) -> set[int]:
+    if optimizer is None:
+        return set()
+    return {id(p) for group in optimizer.param_groups for p in group["params"]}
+

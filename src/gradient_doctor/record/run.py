@@ -1,0 +1,256 @@
+"""`Run`: one training run's record, live (from `gd.watch`) or loaded read-only (`gd.load`).
+
+    >>> with gd.watch(model, optimizer=opt, log_dir="runs/a") as run:
+    ...     for x, y in data:
+    ...         opt.zero_grad(); loss = loss_fn(model(x), y); loss.backward(); opt.step()
+    ...         run.step(loss=loss)
+    >>> run.history("grad_norm").shape        # steps × layers, layers in forward order
+    >>> gd.load("runs/a").history("loss")     # in another process, even while training goes on
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..errors import GradientDoctorError, RunClosedError
+from ..probe import LAYER_METRICS, PARAM_METRICS, Probe
+from ..probe.metrics import GROUPS
+from .store import LayerInfo, RunStore
+
+if TYPE_CHECKING:
+    import pandas
+    import rich.table
+
+
+class Run:
+    """A run record with its reading API; a live run also holds the probe and takes `step()` calls."""
+
+    def __init__(self, store: RunStore, probe: Probe | None = None, *, flush_every: int = 100):
+        self._store = store
+        self._probe = probe
+        self._flush_every = flush_every
+        self._scalars: list[tuple[int, str, Any]] = []
+        self._positions_written: list[int] | None = None
+        self._flush_failed = False
+        self._closed = probe is None
+        if probe is not None:
+            probe.on_step_complete = self._after_step
+
+    # -- live API --------------------------------------------------------------------------
+    def step(self, loss: Any = None, **metrics: Any) -> None:
+        """Attach the loss and metrics to the step just taken (with an optimizer), or mark a step.
+
+        With an optimizer, `optimizer.step()` counts steps; call this after it. Without one, this
+        call is the step: gradient statistics are taken now, so call it after `backward()` and
+        before `zero_grad()`. Tensors stay on their device until the next flush (no sync).
+        """
+        probe = self._live_probe("step()")
+        if probe.optimizer is None:
+            probe.mark_step()
+        elif probe.step == probe.first_step:
+            raise GradientDoctorError(
+                "run.step(loss=...) was called before the optimizer's first step(). With an optimizer, "
+                "optimizer.step() counts the steps; call run.step(...) after it to attach the loss."
+            )
+        step = probe.step - 1
+        for name, value in ({"loss": loss} | metrics).items():
+            if value is None:
+                continue
+            if isinstance(value, torch.Tensor):
+                if value.numel() != 1:
+                    raise ValueError(f"run.step: metric {name!r} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+                value = value.detach().reshape(())
+            elif not isinstance(value, (int, float)):
+                raise TypeError(f"run.step: metric {name!r} must be a number or a scalar tensor, got {type(value).__name__}")
+            self._scalars.append((step, name, value))
+
+    def flush(self) -> None:
+        """Write the buffered steps to the record: one device→host transfer, one transaction."""
+        if self._probe is None:
+            return
+        vectors, self._probe.completed = self._probe.completed, []
+        scalars, self._scalars = self._scalars, []
+        if not vectors and not scalars:
+            return
+        tensors = [s for _, _, s in scalars if isinstance(s, torch.Tensor)]
+        parts = [torch.stack([v.values for v in vectors]).flatten()] if vectors else []
+        if tensors:
+            device = parts[0].device if parts else tensors[0].device
+            parts.append(torch.stack([t.to(device=device, dtype=torch.float64) for t in tensors]))
+        host = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)  # the one transfer
+        width = len(LAYER_METRICS) * len(self._probe.layers) + len(PARAM_METRICS) * len(self._probe.params)
+        blobs = []
+        for i, vector in enumerate(vectors):
+            blobs += self._blobs(vector.step, vector.groups, host[i * width : (i + 1) * width])
+        tensor_values = iter(host[len(vectors) * width :])
+        rows = [(s, n, float(next(tensor_values)) if isinstance(v, torch.Tensor) else float(v)) for s, n, v in scalars]
+        positions = self._probe.forward_order if self._probe.call_order else None
+        if positions == self._positions_written:
+            positions = None
+        self._store.write_flush(positions, [(v.step, v.time, v.groups) for v in vectors], blobs, rows)
+        if positions is not None:
+            self._positions_written = positions
+
+    def _blobs(self, step: int, groups: tuple[str, ...], vector: np.ndarray) -> list:
+        n_layers, n_params = len(self._probe.layers), len(self._probe.params)
+        layer_block = vector[: len(LAYER_METRICS) * n_layers].reshape(len(LAYER_METRICS), n_layers)
+        param_block = vector[len(LAYER_METRICS) * n_layers :].reshape(len(PARAM_METRICS), n_params)
+        measured = {m for g in groups for m in GROUPS[g]}
+        out = [(step, "layer", m, layer_block[i]) for i, m in enumerate(LAYER_METRICS) if m in measured]
+        out += [(step, "param", m, param_block[i]) for i, m in enumerate(PARAM_METRICS) if m in measured]
+        return out
+
+    def close(self) -> None:
+        """Flush, remove every hook, and keep the record readable. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._probe.detach()
+            self.flush()
+        finally:
+            if self._store.path is not None and self._store.writable:
+                self._store.close()
+                self._store = RunStore.open_readonly(self._store.path)
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # the user's exception matters more than a failure to flush
+            self.close()
+        except Exception as err:
+            warnings.warn(f"gradient-doctor: could not flush the run record on exit: {err}", RuntimeWarning)
+
+    def _after_step(self) -> None:
+        if len(self._probe.completed) < self._flush_every or self._flush_failed:
+            return
+        try:
+            self.flush()
+        except Exception as err:  # never crash training over the record
+            self._flush_failed = True
+            warnings.warn(
+                f"gradient-doctor: could not write the run record ({err}); steps are kept in memory "
+                "and written at close().",
+                RuntimeWarning,
+            )
+
+    def _live_probe(self, what: str) -> Probe:
+        if self._closed or self._probe is None:
+            raise RunClosedError(
+                f"run.{what} was called on a closed run: the run ended with its `with` block or close(). "
+                "Start a new gd.watch(...) (or pass resume=True with the same log_dir) to keep recording."
+            )
+        return self._probe
+
+    # -- reading API -----------------------------------------------------------------------
+    @property
+    def log_dir(self) -> Path | None:
+        return None if self._store.path is None else self._store.path.parent
+
+    @property
+    def layers(self) -> list[str]:
+        """Layer names (module qualified names) in forward order."""
+        self._sync_for_read()
+        return [layer.name for layer in self._store.layers()]
+
+    @property
+    def layer_details(self) -> list[LayerInfo]:
+        """Name, module type, activation and parameter count of each layer, in forward order."""
+        self._sync_for_read()
+        return self._store.layers()
+
+    @property
+    def params(self) -> list[str]:
+        """Parameter tensor names (qualified, deduplicated) in registration order."""
+        return [p.name for p in self._store.params()]
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Indices of the recorded steps (0-based optimizer steps), ascending."""
+        self._sync_for_read()
+        return self._store.steps()
+
+    @property
+    def metrics(self) -> list[str]:
+        """Every metric name `history()` accepts for this run."""
+        self._sync_for_read()
+        return list(LAYER_METRICS) + [n for n in self._store.scalar_names() if n not in LAYER_METRICS]
+
+    def history(self, metric: str, layer: str | None = None) -> np.ndarray:
+        """A metric over the recorded steps: steps × layers (forward order), or steps for one layer,
+        one parameter tensor (``layer="fc1.weight"``) or a run-level metric such as ``loss``.
+        NaN where a step did not measure the metric."""
+        self._sync_for_read()
+        steps = self._store.steps()
+        if metric in self._store.scalar_names() and metric not in LAYER_METRICS:
+            if layer is not None:
+                raise ValueError(f"{metric!r} is a run-level metric; it has no per-layer values (got layer={layer!r})")
+            return _align(steps, *self._store.scalar(metric))
+        if metric not in LAYER_METRICS:
+            raise KeyError(f"unknown metric {metric!r}; this run has: {', '.join(self.metrics)}")
+        if layer is None:
+            layers = self._store.layers()
+            at, values = self._store.series("layer", metric, len(layers))
+            return _align(steps, at, values)[:, [layer.idx for layer in layers]]
+        return self._one_entity(steps, metric, layer)
+
+    def _one_entity(self, steps: np.ndarray, metric: str, name: str) -> np.ndarray:
+        layers = {layer.name: layer.idx for layer in self._store.layers()}
+        if name in layers:
+            at, values = self._store.series("layer", metric, len(layers))
+            return _align(steps, at, values)[:, layers[name]]
+        params = {p.name: p.idx for p in self._store.params()}
+        if name in params:
+            if metric not in PARAM_METRICS:
+                raise ValueError(f"{metric!r} is measured per layer, not per parameter tensor ({name!r})")
+            at, values = self._store.series("param", metric, len(params))
+            return _align(steps, at, values)[:, params[name]]
+        known = list(layers)[:8]
+        raise KeyError(f"no layer or parameter named {name!r}; layers include {known}")
+
+    def to_pandas(self) -> "pandas.DataFrame":
+        """A long table: one row per (step, layer), a column per metric, run-level metrics repeated."""
+        try:
+            import pandas as pd
+        except ImportError as err:
+            raise ImportError("Run.to_pandas() needs pandas: pip install 'gradient-doctor[pandas]'") from err
+        steps, layers = self.steps, self.layers
+        frame = pd.DataFrame({"step": np.repeat(steps, len(layers)), "layer": np.tile(layers, len(steps))})
+        for metric in LAYER_METRICS:
+            frame[metric] = self.history(metric).reshape(-1)
+        for name in self._store.scalar_names():
+            if name not in LAYER_METRICS:
+                frame[name] = np.repeat(self.history(name), len(layers))
+        return frame
+
+    def summary(self) -> "rich.table.Table":
+        """A rich table of the latest recorded values per layer (print it, or `rich.print` it)."""
+        from ..report.terminal import summary_table  # presentation lives in report/
+
+        return summary_table(self)
+
+    def __repr__(self) -> str:
+        state = "live" if not self._closed else "closed"
+        where = self.log_dir or "memory"
+        return f"Run({where}, {len(self.steps)} steps, {len(self.layers)} layers, {state})"
+
+    def _sync_for_read(self) -> None:
+        if not self._closed and self._probe is not None:
+            self.flush()
+
+
+def _align(steps: np.ndarray, at: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Rows of `values` (recorded at steps `at`) placed on the full `steps` axis, NaN elsewhere."""
+    out = np.full((len(steps),) + values.shape[1:], np.nan)
+    known = np.isin(at, steps)
+    out[np.searchsorted(steps, at[known])] = values[known]
+    return out

@@ -1,0 +1,91 @@
+"""Rich terminal views of a run.
+
+    >>> from rich import print
+    >>> print(summary_table(run))
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from ..record import Run
+
+_BAR_WIDTH = 24
+
+
+def summary_table(run: "Run") -> Table:
+    """Per layer, the latest recorded values: gradient norm on a log bar, update/weight ratio,
+    saturated and dead fractions."""
+    steps = run.steps
+    table = Table(title=_title(run, steps), title_justify="left")
+    for header, justify in [("layer", "left"), ("type", "left"), ("grad norm (log scale)", "left"),
+                            ("‖g‖", "right"), ("‖Δw‖/‖w‖", "right"), ("saturated", "right"), ("dead", "right")]:
+        table.add_column(header, justify=justify, no_wrap=True)
+    if len(steps) == 0:
+        return table
+    grad = _latest(run.history("grad_norm"))
+    ratio = _latest(run.history("update_norm")) / _latest(run.history("weight_norm"))
+    saturated = _latest(run.history("saturated_frac"))
+    dead = _latest(run.history("dead_frac"))
+    kinds = {info.name: info.kind for info in run.layer_details}
+    low, high = _log_range(grad)
+    for i, name in enumerate(run.layers):
+        table.add_row(
+            name, kinds.get(name, ""), _bar(grad[i], low, high), _number(grad[i]),
+            _number(ratio[i]), _percent(saturated[i]), _percent(dead[i]),
+        )
+    return table
+
+
+def _title(run: "Run", steps: np.ndarray) -> str:
+    where = run.log_dir or "in memory"
+    if len(steps) == 0:
+        return f"gradient-doctor run ({where}): no steps recorded yet"
+    loss = run.history("loss") if "loss" in run.metrics else np.array([])
+    finite = loss[np.isfinite(loss)]
+    tail = f", loss {finite[-1]:.4g}" if finite.size else ""
+    return f"gradient-doctor run ({where}): {len(steps)} steps, latest step {steps[-1]}{tail}"
+
+
+def _latest(history: np.ndarray) -> np.ndarray:
+    """The last non-NaN value of each column (NaN where a column never had one)."""
+    out = np.full(history.shape[1], np.nan)
+    for j in range(history.shape[1]):
+        column = history[:, j]
+        seen = np.flatnonzero(~np.isnan(column))
+        if seen.size:
+            out[j] = column[seen[-1]]
+    return out
+
+
+def _log_range(values: np.ndarray) -> tuple[float, float]:
+    positive = values[np.isfinite(values) & (values > 0)]
+    if positive.size == 0:
+        return 0.0, 1.0
+    low, high = math.log10(positive.min()), math.log10(positive.max())
+    return (low, high) if high > low else (low - 1, high)
+
+
+def _bar(value: float, low: float, high: float) -> Text:
+    if not np.isfinite(value):
+        return Text("non-finite" if not np.isnan(value) else "—", style="bold red" if not np.isnan(value) else "dim")
+    if value <= 0:
+        return Text("0", style="red")
+    fill = (math.log10(value) - low) / (high - low)
+    cells = max(1, round(fill * _BAR_WIDTH))
+    style = "green" if fill > 0.5 else "yellow" if fill > 0.2 else "red"
+    return Text("█" * cells + "·" * (_BAR_WIDTH - cells), style=style)
+
+
+def _number(value: float) -> str:
+    return "—" if np.isnan(value) else f"{value:.3g}"
+
+
+def _percent(value: float) -> str:
+    return "—" if np.isnan(value) else f"{100 * value:.1f} %"

@@ -1,0 +1,117 @@
+"""`gd.watch`: per-layer gradient, update and activation statistics during training, sync-free.
+
+    >>> with gd.watch(model, optimizer=opt, log_dir="runs/a") as run:
+    ...     for x, y in loader:
+    ...         opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
+    >>> print(run.summary())
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ._version import __version__
+from .probe import SATURATION_EPS, Cadence, Probe
+from .record import LayerInfo, ParamInfo, Run, RunStore
+
+
+def watch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    log_dir: str | Path | None = None,
+    every: int = 1,
+    update_every: int = 10,
+    activation_every: int = 10,
+    activations: bool = True,
+    flush_every: int = 100,
+    resume: bool = False,
+    saturation_eps: float = SATURATION_EPS,
+) -> Run:
+    """Watch `model` while it trains; returns a live `Run` (a context manager; or call `run.close()`).
+
+    Steps are counted by `optimizer.step()` when an optimizer is given (gradient statistics are
+    taken on the gradients it is about to apply: accumulated, and unscaled by a GradScaler), else by
+    `run.step()`. Cadences (0 switches a group off): gradient statistics and weight norms every
+    `every` steps; exact update norms ‖Δw‖ every `update_every` steps (costs a transient copy of the
+    parameters during those optimizer steps); activation statistics every `activation_every` steps.
+    Buffered steps are written to `log_dir` (SQLite, crash-safe) every `flush_every` steps with one
+    device→host transfer; without `log_dir` the record lives in memory.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"gd.watch expects a torch.nn.Module as `model`, got {type(model).__name__}: {model!r:.80}")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"gd.watch expects a torch.optim.Optimizer (or None) as `optimizer`, got {type(optimizer).__name__}"
+        )
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(
+            f"gd.watch: {type(model).__name__} has no trainable parameters (none with requires_grad=True); "
+            "there is no gradient to watch."
+        )
+    _check_period("every", every, allow_zero=False)
+    _check_period("update_every", update_every)
+    _check_period("activation_every", activation_every)
+    _check_period("flush_every", flush_every, allow_zero=False)
+
+    store = RunStore.create(log_dir, resume=resume)
+    try:
+        first_step = 0
+        if resume and store.last_step() is not None:
+            first_step = store.last_step() + 1
+        cadence = Cadence(every, update_every if optimizer is not None else 0, activation_every if activations else 0)
+        probe = Probe(
+            model, optimizer, cadence=cadence, activations=activations,
+            saturation_eps=saturation_eps, first_step=first_step,
+        )
+        store.write_header(_meta(model, cadence, flush_every, saturation_eps), *_describe(probe))
+    except BaseException:
+        store.close()
+        raise
+    probe.attach()
+    return Run(store, probe, flush_every=flush_every)
+
+
+def _check_period(name: str, value: int, *, allow_zero: bool = True) -> None:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"gd.watch: {name} must be an integer ≥ {low}, got {value!r}")
+
+
+def _describe(probe: Probe) -> tuple[list[LayerInfo], list[ParamInfo]]:
+    layers = [
+        LayerInfo(
+            i, layer.name, layer.kind,
+            None if layer.activation is None else type(layer.module).__name__,
+            i, sum(probe.params[p].tensor.numel() for p in layer.params),
+        )
+        for i, layer in enumerate(probe.layers)
+    ]
+    params = [
+        ParamInfo(i, p.name, tuple(p.tensor.shape), p.tensor.numel(), p.tensor.requires_grad, tuple(p.layers))
+        for i, p in enumerate(probe.params)
+    ]
+    return layers, params
+
+
+def _meta(model: nn.Module, cadence: Cadence, flush_every: int, saturation_eps: float) -> dict[str, str]:
+    config = {
+        "every": cadence.every, "update_every": cadence.update_every,
+        "activation_every": cadence.activation_every, "flush_every": flush_every,
+        "saturation_eps": saturation_eps,
+    }
+    return {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "library_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "model": type(model).__name__,
+        "config": json.dumps(config),
+    }
+
