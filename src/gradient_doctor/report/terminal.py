@@ -10,23 +10,26 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
     from ..record import Run
 
-_BAR_WIDTH = 24
+_BAR_WIDTH = 16
 
 
 def summary_table(run: "Run") -> Table:
     """Per layer, the latest recorded values: gradient norm on a log bar, update/weight ratio,
     saturated and dead fractions."""
     steps = run.steps
-    table = Table(title=_title(run, steps), title_justify="left")
-    for header, justify in [("layer", "left"), ("type", "left"), ("grad norm (log scale)", "left"),
-                            ("‖g‖", "right"), ("‖Δw‖/‖w‖", "right"), ("saturated", "right"), ("dead", "right")]:
-        table.add_column(header, justify=justify, no_wrap=True)
+    table = Table(title=_title(run, steps), title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("layer", no_wrap=True, min_width=6)
+    table.add_column("type", no_wrap=True, max_width=12)
+    table.add_column("‖g‖ (log scale)", no_wrap=True, min_width=_BAR_WIDTH)
+    for header in ("‖g‖", "‖Δw‖/‖w‖", "saturated", "dead"):
+        table.add_column(header, justify="right", no_wrap=True)
     if len(steps) == 0:
         return table
     grad = _latest(run.history("grad_norm"))
@@ -84,8 +87,8 @@ def _bar(value: float, low: float, high: float) -> Text:
 
 
 def _number(value: float) -> str:
-    return "—" if np.isnan(value) else f"{value:.3g}"
+    return "—" if np.isnan(value) else f"{value:.2e}"
 
 
 def _percent(value: float) -> str:
-    return "—" if np.isnan(value) else f"{100 * value:.1f} %"
+    return "—" if np.isnan(value) else f"{100 * value:.1f}%"

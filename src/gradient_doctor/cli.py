@@ -1,0 +1,55 @@
+"""The `gradient-doctor` command line.
+
+    $ gradient-doctor demo              # a deep sigmoid MLP, watched while it trains
+    $ gradient-doctor show runs/a       # the summary of a recorded run
+    $ gradient-doctor --version
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from ._version import __version__
+from .errors import GradientDoctorError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradient-doctor", description="Find, explain and treat vanishing and exploding gradients."
+    )
+    parser.add_argument("--version", action="version", version=f"gradient-doctor {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    show = commands.add_parser("show", help="print the summary of a recorded run")
+    show.add_argument("log_dir", help="the log_dir given to gd.watch")
+
+    demo = commands.add_parser("demo", help="watch a deep sigmoid MLP train and show where its gradient vanishes")
+    demo.add_argument("--steps", type=int, default=400, help="training steps per model (default 400)")
+    demo.add_argument("--out", default=None, help="directory for the run records (default: a temporary one)")
+    demo.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    try:
+        if args.command == "show":
+            from .record import load
+
+            console.print(load(args.log_dir).summary())
+        elif args.command == "demo":
+            from .lab.demo import run_demo
+
+            run_demo(steps=args.steps, out=args.out, seed=args.seed, console=console)
+    except GradientDoctorError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The lab: experiments that reproduce the claims about vanishing and exploding gradients."""
