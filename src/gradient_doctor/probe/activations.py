@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .layers import SATURATION_EPS, ActivationSpec, Layer, unit_dim
-from .tensor_stats import count_nonzero_fast, dot_self, flat_view
+from .tensor_stats import count_nonzero_fast, flat_view, sum_of_squares
 
 N_METRICS = 5
 _NAN = float("nan")
@@ -73,8 +73,9 @@ class ActivationProbe:
         mean64 = flat.sum(dtype=torch.float64) / n
         shift = mean64.to(flat.dtype)
         centred = flat - shift
-        # sum of squares about the float-rounded mean, corrected to the exact mean
-        m2 = dot_self(centred).double() - n * (shift.double() - mean64).square()
+        # sum of squares about the float-rounded mean, corrected to the exact mean; sum_of_squares
+        # recomputes in float64 where float32 squares underflow or overflow (tiny or huge outputs)
+        m2 = sum_of_squares([centred])[0] - n * (shift.double() - mean64).square()
         saturated = nonzero = unit_max = None
         if spec.bounds is not None:
             low, high = spec.bounds

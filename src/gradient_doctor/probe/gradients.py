@@ -22,17 +22,27 @@ from .tensor_stats import MAX_ABS, NONFINITE, NONZERO, SUM_OF_SQUARES, flat_view
 _NAN = float("nan")
 
 
-def gradient_blocks(params: list[Tensor], rollup: Rollup, *, fast: bool | None = None) -> tuple[Tensor, Tensor]:
-    """Float64 ([4, layers], [4, params]) blocks: grad_norm, grad_max, grad_zero_frac, nonfinite."""
+def gradient_blocks(
+    params: list[Tensor], rollup: Rollup, numel: Tensor | None = None, *, fast: bool | None = None
+) -> tuple[Tensor, Tensor]:
+    """Float64 ([4, layers], [4, params]) blocks: grad_norm, grad_max, grad_zero_frac, nonfinite.
+
+    `numel` (float64 entries per parameter) may be passed in to save rebuilding it every step.
+    """
     device = params[0].device
     present = [i for i, p in enumerate(params) if p.grad is not None]
-    stats = torch.full((4, len(params)), _NAN, dtype=torch.float64, device=device)
-    has_grad = torch.zeros(len(params), dtype=torch.float64, device=device)
-    if present:
-        index = torch.tensor(present, dtype=torch.long, device=device)
-        stats[:, index] = tensor_stats([params[i].grad for i in present], fast=fast).to(device)
-        has_grad[index] = 1.0
-    numel = torch.tensor([float(p.numel()) for p in params], dtype=torch.float64, device=device)
+    if numel is None:
+        numel = torch.tensor([float(p.numel()) for p in params], dtype=torch.float64, device=device)
+    if len(present) == len(params):
+        stats = tensor_stats([p.grad for p in params], fast=fast).to(device)
+        has_grad = torch.ones(len(params), dtype=torch.float64, device=device)
+    else:
+        stats = torch.full((4, len(params)), _NAN, dtype=torch.float64, device=device)
+        has_grad = torch.zeros(len(params), dtype=torch.float64, device=device)
+        if present:
+            index = torch.tensor(present, dtype=torch.long, device=device)
+            stats[:, index] = tensor_stats([params[i].grad for i in present], fast=fast).to(device)
+            has_grad[index] = 1.0
 
     param_block = torch.stack([
         stats[SUM_OF_SQUARES].sqrt(),
@@ -55,9 +65,12 @@ def gradient_blocks(params: list[Tensor], rollup: Rollup, *, fast: bool | None =
 
 
 def weight_norms(params: list[Tensor], rollup: Rollup, *, fast: bool | None = None) -> tuple[Tensor, Tensor]:
-    """Float64 ([layers], [params]) L2 norms of the parameters, frozen ones included."""
+    """Float64 ([layers], [params]) L2 norms of the parameters, frozen ones included; NaN for a
+    layer without parameters (an activation module), where a weight norm does not apply."""
     squares = sum_of_squares([flat_view(p) for p in params], fast=fast).to(params[0].device)
-    return rollup.sum(squares).sqrt(), squares.sqrt()
+    per_layer = rollup.sum(squares).sqrt()
+    has_params = rollup.sum(torch.ones_like(squares)) > 0
+    return torch.where(has_params, per_layer, torch.full_like(per_layer, _NAN)), squares.sqrt()
 
 
 class UpdateTracker:

@@ -72,6 +72,7 @@ class Probe:
         self.layers, self.params = discover(model)
         self.tensors = [p.tensor for p in self.params]
         self.device = self.tensors[0].device if self.tensors else torch.device("cpu")
+        self.numel = torch.tensor([float(t.numel()) for t in self.tensors], dtype=torch.float64, device=self.device)
         pairs = [(pi, li) for li, layer in enumerate(self.layers) for pi in layer.params]
         self.rollup = Rollup(pairs, len(self.layers), self.device)
         in_optimizer = _optimizer_param_ids(optimizer)
@@ -85,7 +86,7 @@ class Probe:
         self.completed: list[StepVector] = []
         self.call_order: list[int] = []  # layer indices in first-call order
         self.disabled = False
-        self.on_step_complete = None  # called with no arguments after each completed step
+        self.on_step_start = None  # called with no arguments as each optimizer step begins
         self._handles: list = []
         self._order_handles: list = []
         self._gradient_rows: tuple[Tensor, Tensor] | None = None
@@ -121,6 +122,8 @@ class Probe:
     # -- steps -----------------------------------------------------------------------------
     def before_optimizer_step(self) -> None:
         """Optimizer step pre-hook: gradient statistics, and the parameter copy on update steps."""
+        if self.on_step_start is not None:
+            self.on_step_start()
         self._guard(self._before_step)
 
     def after_optimizer_step(self) -> None:
@@ -136,13 +139,11 @@ class Probe:
         self._guard(self._finish_step)
         self.step += 1  # steps are counted even when the probe has switched itself off
         self._arm_activations()
-        if self.on_step_complete is not None:
-            self.on_step_complete()
 
     def _before_step(self, with_updates: bool = True) -> None:
         groups = self.cadence.groups(self.step)
         if "gradient" in groups:
-            self._gradient_rows = gradient_blocks(self.tensors, self.rollup)
+            self._gradient_rows = gradient_blocks(self.tensors, self.rollup, self.numel)
         if with_updates and "update" in groups:
             self.updates.snapshot()
 

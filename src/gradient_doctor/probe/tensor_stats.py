@@ -74,7 +74,7 @@ def tensor_stats(tensors: list[Tensor], *, fast: bool | None = None) -> Tensor:
             finite = torch.isfinite(flats[i])
             nonfinite[i] = float(flats[i].numel() - int(finite.sum()))
             nonzero[i] = float(torch.count_nonzero(flats[i]))
-    sums = _repair_sums(flats, sums)
+    sums = _repair_sums(flats, sums, max_abs)
     return torch.stack([sums, max_abs, nonzero, nonfinite])
 
 
@@ -108,13 +108,15 @@ def count_nonzero_fast(flat: Tensor) -> Tensor:
     return signs.sum(dtype=torch.float64)
 
 
-def _repair_sums(flats: list[Tensor], sums: Tensor) -> Tensor:
+def _repair_sums(flats: list[Tensor], sums: Tensor, max_abs: Tensor | None = None) -> Tensor:
     """Recompute in float64 the float32 sums that may have underflowed or overflowed."""
-    is_f32 = torch.tensor([f.dtype == torch.float32 for f in flats])
-    risky = is_f32 & ((sums < _TINY_F32) | (sums > _HUGE_F32) | ~torch.isfinite(sums))
-    if bool(risky.any()):
+    risky = (sums < _TINY_F32) | (sums > _HUGE_F32) | ~torch.isfinite(sums)
+    if max_abs is not None:  # an all-zero tensor's sum is exactly 0: nothing to repair
+        risky &= max_abs > 0
+    if bool(risky.any()):  # CPU tensors: a memory read, not a sync
         for i in risky.nonzero().flatten().tolist():
-            sums[i] = torch.linalg.vector_norm(flats[i], dtype=torch.float64).square()
+            if flats[i].dtype == torch.float32:
+                sums[i] = torch.linalg.vector_norm(flats[i], dtype=torch.float64).square()
     return sums
 
 

@@ -39,7 +39,8 @@ class Run:
         self._flush_failed = False
         self._closed = probe is None
         if probe is not None:
-            probe.on_step_complete = self._after_step
+            # flushing as the next optimizer step begins lets run.step(loss=...) land in the same flush
+            probe.on_step_start = self._maybe_flush
 
     # -- live API --------------------------------------------------------------------------
     def step(self, loss: Any = None, **metrics: Any) -> None:
@@ -58,6 +59,7 @@ class Run:
                 "optimizer.step() counts the steps; call run.step(...) after it to attach the loss."
             )
         step = probe.step - 1
+        checked = []  # all or nothing: a rejected call attaches none of its values
         for name, value in ({"loss": loss} | metrics).items():
             if value is None:
                 continue
@@ -67,7 +69,10 @@ class Run:
                 value = value.detach().reshape(())
             elif not isinstance(value, (int, float)):
                 raise TypeError(f"run.step: metric {name!r} must be a number or a scalar tensor, got {type(value).__name__}")
-            self._scalars.append((step, name, value))
+            checked.append((step, name, value))
+        self._scalars += checked
+        if probe.optimizer is None:
+            self._maybe_flush()
 
     def flush(self) -> None:
         """Write the buffered steps to the record: one device→host transfer, one transaction."""
@@ -77,6 +82,14 @@ class Run:
         scalars, self._scalars = self._scalars, []
         if not vectors and not scalars:
             return
+        try:
+            self._write(vectors, scalars)
+        except BaseException:  # keep the steps for a later flush (close() retries)
+            self._probe.completed[:0] = vectors
+            self._scalars[:0] = scalars
+            raise
+
+    def _write(self, vectors: list, scalars: list[tuple[int, str, Any]]) -> None:
         tensors = [s for _, _, s in scalars if isinstance(s, torch.Tensor)]
         parts = [torch.stack([v.values for v in vectors]).flatten()] if vectors else []
         if tensors:
@@ -130,7 +143,7 @@ class Run:
         except Exception as err:
             warnings.warn(f"gradient-doctor: could not flush the run record on exit: {err}", RuntimeWarning)
 
-    def _after_step(self) -> None:
+    def _maybe_flush(self) -> None:
         if len(self._probe.completed) < self._flush_every or self._flush_failed:
             return
         try:

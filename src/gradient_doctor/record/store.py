@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from itertools import zip_longest
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +116,13 @@ class RunStore:
                 f"{str(self.path)!r} is not a gradient-doctor run record: format is "
                 f"{meta.get('format')!r}, expected {FORMAT!r}."
             )
-        version = int(meta.get("schema_version", -1))
+        try:
+            version = int(meta["schema_version"])
+        except (KeyError, ValueError) as err:
+            raise RecordError(
+                f"{str(self.path)!r} is a corrupt gradient-doctor run record: schema_version is "
+                f"{meta.get('schema_version')!r}, expected an integer."
+            ) from err
         if version > SCHEMA_VERSION:
             raise RecordError(
                 f"{str(self.path)!r} has record schema version {version}; this gradient-doctor reads "
@@ -135,6 +142,13 @@ class RunStore:
                     f"cannot resume {str(self.path)!r}: it records layers {known[:5]}… "
                     f"({len(known)} layers), this model has {[layer.name for layer in layers][:5]}… "
                     f"({len(layers)} layers)."
+                )
+            recorded, current = [(p.name, p.shape) for p in self.params()], [(p.name, p.shape) for p in params]
+            if recorded != current:  # same layer names, other parameters: the series would not line up
+                was, now = next(pair for pair in zip_longest(recorded, current) if pair[0] != pair[1])
+                raise RecordError(
+                    f"cannot resume {str(self.path)!r}: it records parameter (name, shape) {was}, "
+                    f"this model has {now}."
                 )
             return
         with self._db:
