@@ -115,7 +115,7 @@ def test_watch_leaves_no_trace_and_does_not_perturb_training(tmp_path):
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     add_user_hooks(model, opt)
     before = hook_state(model, opt)
-    with gd.watch(model, opt, log_dir=tmp_path, update_every=1, activation_every=1, flush_every=5) as run:
+    with gd.watch(model, opt, log_dir=tmp_path, detail_every=1, update_every=1, activation_every=1, flush_every=5) as run:
         during = hook_state(model, opt)
         losses = train(model, opt, steps, run)
         assert len(run.steps) == steps
@@ -141,7 +141,7 @@ def test_hooks_removed_when_the_block_raises(tmp_path):
     add_user_hooks(model, opt)
     before = hook_state(model, opt)
     with pytest.raises(RuntimeError, match="user error"):
-        with gd.watch(model, opt, log_dir=tmp_path, update_every=1, activation_every=1) as run:
+        with gd.watch(model, opt, log_dir=tmp_path, detail_every=1, update_every=1, activation_every=1) as run:
             train(model, opt, 3, run)
             model(torch.randn(4, 6)).sum().backward()  # mid-step: activations armed, gradients pending
             raise RuntimeError("user error")
@@ -201,7 +201,7 @@ def test_frozen_params(tmp_path):
     frozen_before = model[0].weight.detach().clone()
     torch.manual_seed(1)
     expected_grad, expected_update = [], []
-    with gd.watch(model, opt, log_dir=tmp_path, update_every=1) as run:
+    with gd.watch(model, opt, log_dir=tmp_path, detail_every=1, update_every=1) as run:
         for _ in range(3):
             opt.zero_grad()
             F.mse_loss(model(torch.randn(8, 6)), torch.randn(8, 3)).backward()
@@ -303,7 +303,7 @@ def test_batchnorm_buffers(tmp_path):
     model = make()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     torch.manual_seed(9)
-    with gd.watch(model, opt, log_dir=tmp_path, activation_every=1, update_every=1) as run:
+    with gd.watch(model, opt, log_dir=tmp_path, detail_every=1, activation_every=1, update_every=1) as run:
         for _ in range(4):
             opt.zero_grad()
             model(torch.randn(16, 4)).pow(2).mean().backward()
@@ -377,6 +377,7 @@ def test_no_trainable_params():
     "kwargs, name",
     [
         ({"every": 0}, "every"), ({"every": -1}, "every"), ({"update_every": -1}, "update_every"),
+        ({"detail_every": -2}, "detail_every"), ({"detail_every": 2.0}, "detail_every"),
         ({"activation_every": -5}, "activation_every"), ({"flush_every": 0}, "flush_every"),
         ({"every": 1.5}, "every"), ({"every": True}, "every"), ({"update_every": "10"}, "update_every"),
     ],
@@ -392,9 +393,10 @@ def test_bad_cadences(kwargs, name):
 def test_zero_cadences_switch_groups_off():
     model = make_mlp(dropout=False)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with gd.watch(model, opt, update_every=0, activation_every=0) as run:
+    with gd.watch(model, opt, detail_every=0, update_every=0, activation_every=0) as run:
         train(model, opt, 2, run)
-    assert np.isnan(run.history("update_norm")).all()
+    for metric in ("grad_max", "grad_zero_frac", "weight_norm", "update_norm"):
+        assert np.isnan(run.history(metric)).all(), metric
     assert np.isnan(run.history("act_mean")).all()
     assert not np.isnan(run.history("grad_norm", layer="0")).any()
 
@@ -486,7 +488,7 @@ def test_internal_error_warns_once_and_training_goes_on(tmp_path, monkeypatch):
 def test_error_in_activation_hook_does_not_break_forward(tmp_path, monkeypatch):
     from gradient_doctor.probe.activations import ActivationProbe
 
-    def boom(self, output, spec):
+    def boom(self, index, output, spec):
         raise RuntimeError("simulated activation bug")
 
     monkeypatch.setattr(ActivationProbe, "_measure", boom)

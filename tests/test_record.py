@@ -58,7 +58,8 @@ class Shuffled(nn.Module):
 FORWARD = ["body", "act", "mid", "head"]
 
 
-def train_shuffled(model, opt, run, steps, *, seed=1, update_every=None, activation_every=None, metrics=True):
+def train_shuffled(model, opt, run, steps, *, seed=1, detail_every=1, update_every=None, activation_every=None,
+                   metrics=True):
     """Train `steps` steps; return plain-torch reference values per step (dict of name → [steps, layers])."""
     g = torch.Generator().manual_seed(seed)
     mods = [getattr(model, n) for n in FORWARD]
@@ -76,7 +77,8 @@ def train_shuffled(model, opt, run, steps, *, seed=1, update_every=None, activat
         opt.step()
         after = [[p.detach().clone() for p in m.parameters(recurse=False)] for m in mods]
         ref["grad_norm"].append(grads)
-        ref["weight_norm"].append([math.sqrt(own_sq(m, "weight")) if b else math.nan for m, b in zip(mods, before)])
+        weights = [math.sqrt(own_sq(m, "weight")) if b else math.nan for m, b in zip(mods, before)]
+        ref["weight_norm"].append(weights if k % detail_every == 0 else [math.nan] * len(mods))
         upd = [
             math.sqrt(sum((a.double() - b.double()).pow(2).sum().item() for a, b in zip(aa, bb))) if bb else math.nan
             for aa, bb in zip(after, before)
@@ -417,8 +419,9 @@ def test_live_and_loaded_agree_forward_order_and_values(tmp_path):
     model, opt = make_shuffled()
     assert [n for n, _ in model.named_children()] == ["head", "act", "body", "mid"]
     steps = 7
-    with gd.watch(model, opt, log_dir=tmp_path, update_every=2, activation_every=3, flush_every=3) as run:
-        ref = train_shuffled(model, opt, run, steps, update_every=2, activation_every=3)
+    with gd.watch(model, opt, log_dir=tmp_path, detail_every=2, update_every=2, activation_every=3,
+                  flush_every=3) as run:
+        ref = train_shuffled(model, opt, run, steps, detail_every=2, update_every=2, activation_every=3)
         live = {
             "layers": run.layers, "steps": run.steps, "metrics": run.metrics,
             "history": {m: run.history(m) for m in run.metrics}, "frame": run.to_pandas(),

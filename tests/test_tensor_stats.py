@@ -17,6 +17,7 @@ from gradient_doctor.probe.tensor_stats import sum_of_squares, tensor_stats
 RTOL = 1e-5
 CHUNK = 1 << 18
 FAST = pytest.mark.parametrize("fast", [True, False], ids=["fast", "generic"])
+DETAIL = pytest.mark.parametrize("detail", [True, False], ids=["detail", "norms-only"])
 
 
 def values64(t: torch.Tensor) -> torch.Tensor:
@@ -38,10 +39,13 @@ def reference(t: torch.Tensor) -> list[float]:
     ]
 
 
-def check(tensors, fast, *, atol=0.0):
-    got = tensor_stats(tensors, fast=fast)
+def check(tensors, fast, *, detail=True, atol=0.0):
+    """tensor_stats against the float64 reference; with detail=False, max |x| and non-zeros are NaN."""
+    got = tensor_stats(tensors, fast=fast, detail=detail)
     assert got.dtype == torch.float64 and got.shape == (4, len(tensors))
     want = np.array([reference(t) for t in tensors]).T.reshape(4, len(tensors))
+    if not detail:
+        want[1:3] = np.nan
     np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=atol, equal_nan=True)
     return got
 
@@ -51,7 +55,8 @@ def _gen(seed):
 
 
 @FAST
-def test_small_mixed_batch(fast):
+@DETAIL
+def test_small_mixed_batch(fast, detail):
     g = _gen(0)
     tensors = [
         torch.randn(5, 7, generator=g),
@@ -61,8 +66,10 @@ def test_small_mixed_batch(fast):
         torch.randn(6, 5, generator=g).t(),  # non-contiguous
         torch.tensor(-2.5),  # 0-d
     ]
-    got = check(tensors, fast)
-    assert got[1, 2] == 3.5 and got[2, 2] == 2 and got[2, 3] == 0 and got[0, 3] == 0
+    got = check(tensors, fast, detail=detail)
+    assert got[0, 3] == 0 and got[3].sum() == 0
+    if detail:
+        assert got[1, 2] == 3.5 and got[2, 2] == 2 and got[2, 3] == 0
 
 
 @FAST
@@ -104,7 +111,8 @@ def test_half_precision(fast, dtype):
 
 
 @FAST
-def test_nan_and_inf(fast):
+@DETAIL
+def test_nan_and_inf(fast, detail):
     tensors = [
         torch.tensor([1.0, math.inf, 0.0, 2.0]),
         torch.tensor([1.0, -math.inf, 0.0]),
@@ -112,39 +120,44 @@ def test_nan_and_inf(fast):
         torch.tensor([math.inf, math.nan, -math.inf, 1.0], dtype=torch.float64),
         torch.tensor([1.0, 2.0]),
     ]
-    got = check(tensors, fast)
+    got = check(tensors, fast, detail=detail)
     np.testing.assert_array_equal(got[3].numpy(), [1, 1, 1, 3, 0])
-    np.testing.assert_array_equal(got[2].numpy(), [3, 2, 2, 4, 2])
-    assert got[0, 0] == math.inf and got[1, 1] == math.inf and math.isnan(got[0, 2]) and math.isnan(got[1, 2])
+    assert got[0, 0] == math.inf and math.isnan(got[0, 2])
+    if detail:
+        np.testing.assert_array_equal(got[2].numpy(), [3, 2, 2, 4, 2])
+        assert got[1, 1] == math.inf and math.isnan(got[1, 2])
 
 
 @FAST
-def test_nonfinite_in_a_long_tensor(fast):
+@DETAIL
+def test_nonfinite_in_a_long_tensor(fast, detail):
     x = torch.randn(CHUNK + 100, generator=_gen(2))
     x[7] = math.nan
     x[CHUNK + 3] = math.inf
     x[CHUNK + 4] = -math.inf
     x[100:200] = 0
-    got = check([x], fast)
-    assert got[3, 0] == 3 and got[2, 0] == CHUNK
+    got = check([x], fast, detail=detail)
+    assert got[3, 0] == 3 and (got[2, 0] == CHUNK or not detail)
 
 
 @FAST
+@DETAIL
 @pytest.mark.parametrize("scale", [1e-25, 1e-19, 1e20, 1e-40])
-def test_tiny_and_huge_float32(fast, scale):
+def test_tiny_and_huge_float32(fast, detail, scale):
     g = _gen(3)
     x = torch.randn(CHUNK + 17, generator=g) * scale  # 1e-40: float32 subnormals
     y = torch.randn(50, generator=g) * scale
-    got = check([x, y, torch.ones(3)], fast)
+    got = check([x, y, torch.ones(3), torch.zeros(4)], fast, detail=detail)
     assert got[0, 0] > 0 and math.isfinite(got[0, 0]) and got[3, 0] == 0
 
 
 @FAST
-def test_float32_sums_near_and_past_overflow(fast):
+@DETAIL
+def test_float32_sums_near_and_past_overflow(fast, detail):
     near = torch.tensor([1.3e19, 1e19, -2.0])  # float32 sum of squares 2.69e38: finite, near the limit
     past = torch.tensor([1.7e19, 9e18, 9e18, 9e18])  # every square is finite, their float32 sum is not
     assert math.isfinite(float(near.square().sum())) and float(past.square().sum()) == math.inf
-    got = check([near, past], fast)
+    got = check([near, past], fast, detail=detail)
     assert got[3].sum() == 0
 
 

@@ -23,6 +23,7 @@ ATOL = 1e-12
 NAN = math.nan
 
 GRAD_METRICS = ("grad_norm", "grad_max", "grad_zero_frac", "nonfinite")
+NORM_METRICS = ("grad_norm", "nonfinite")  # every `every`-th step; the other two every `detail_every`-th
 PARAM_METRICS = GRAD_METRICS + ("weight_norm", "update_norm")
 ACT_METRICS = ("act_mean", "act_std", "saturated_frac", "zero_frac", "dead_frac")
 LAYER_METRICS = PARAM_METRICS + ACT_METRICS
@@ -188,21 +189,24 @@ def act_stats(outputs: list[Tensor], spec, eps: float) -> list[float]:
     return [mean, std, saturated, zero, dead]
 
 
-def expected(ref: Reference, order: list[str], *, every=1, update_every=1, activation_every=1, eps=0.01):
+def expected(ref: Reference, order: list[str], *, every=1, detail_every=1, update_every=1, activation_every=1,
+             eps=0.01):
     """dict metric -> [steps, layers] (layers in `order`) and dict metric -> [steps, params]."""
     n = len(ref.steps)
     layers = {m: np.full((n, len(order)), NAN) for m in LAYER_METRICS}
     params = {m: np.full((n, len(ref.params)), NAN) for m in PARAM_METRICS}
     for s, step in enumerate(ref.steps):
         grads_due = every and s % every == 0
+        detail_due = detail_every and s % detail_every == 0
         update_due = ref.optimizer is not None and update_every and s % update_every == 0
         acts_due = activation_every and s % activation_every == 0
         for li, name in enumerate(order):
             layer = ref.layers[name]
             ids = [id(p) for p in layer.params]
-            if grads_due:
-                for m, v in zip(GRAD_METRICS, grad_stats([step.grads[i] for i in ids])):
+            for m, v in zip(GRAD_METRICS, grad_stats([step.grads[i] for i in ids])):
+                if (grads_due and m in NORM_METRICS) or (detail_due and m not in NORM_METRICS):
                     layers[m][s, li] = v
+            if detail_due:
                 layers["weight_norm"][s, li] = l2([step.after[i] for i in ids])
             if update_due:
                 tracked = [i for i in ids if i in ref.tracked]
@@ -211,9 +215,10 @@ def expected(ref: Reference, order: list[str], *, every=1, update_every=1, activ
                 for m, v in zip(ACT_METRICS, act_stats(step.acts.get(name, []), layer.spec, eps)):
                     layers[m][s, li] = v
         for pi, (_, p) in enumerate(ref.params):
-            if grads_due:
-                for m, v in zip(GRAD_METRICS, grad_stats([step.grads[id(p)]])):
+            for m, v in zip(GRAD_METRICS, grad_stats([step.grads[id(p)]])):
+                if (grads_due and m in NORM_METRICS) or (detail_due and m not in NORM_METRICS):
                     params[m][s, pi] = v
+            if detail_due:
                 params["weight_norm"][s, pi] = l2([step.after[id(p)]])
             if update_due and id(p) in ref.tracked:
                 params["update_norm"][s, pi] = l2([step.before[id(p)] - step.after[id(p)]])
@@ -345,7 +350,7 @@ def test_mlp_every_number(optimizer):
     opt = (torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9) if optimizer == "sgd_momentum"
            else torch.optim.Adam(model.parameters(), lr=0.01))
     ref = Reference(model, opt)
-    with gd.watch(model, opt, update_every=1, activation_every=1) as run:
+    with gd.watch(model, opt, detail_every=1, update_every=1, activation_every=1) as run:
         _train(model, opt, ref, run, [mlp_batch(s) for s in range(4)], nn.functional.mse_loss,
                no_grad_forward=torch.full((5, 8), 50.0))
     ref.close()
@@ -363,7 +368,7 @@ def test_cnn_every_number():
     ref = Reference(model, opt)
     g = torch.Generator().manual_seed(10)
     batches = [(torch.randn(4, 3, 8, 8, generator=g), torch.randint(0, 5, (4,), generator=g)) for _ in range(3)]
-    with gd.watch(model, opt, update_every=1, activation_every=1) as run:
+    with gd.watch(model, opt, detail_every=1, update_every=1, activation_every=1) as run:
         _train(model, opt, ref, run, batches, nn.functional.cross_entropy)
     ref.close()
     want, _ = check_run(run, ref, ["conv1", "relu1", "bn", "conv2", "relu2", "fc"])
@@ -378,7 +383,7 @@ def test_recurrent_every_number(kind):
     ref = Reference(model, opt)
     g = torch.Generator().manual_seed(11)
     batches = [(torch.randn(3, 7, 4, generator=g), torch.randint(0, 3, (3,), generator=g)) for _ in range(3)]
-    with gd.watch(model, opt, update_every=1, activation_every=1) as run:
+    with gd.watch(model, opt, detail_every=1, update_every=1, activation_every=1) as run:
         _train(model, opt, ref, run, batches, nn.functional.cross_entropy)
     ref.close()
     want, _ = check_run(run, ref, ["rnn", "proj", "act", "head"])
@@ -393,7 +398,7 @@ def test_tied_weights_count_in_every_owner():
     g = torch.Generator().manual_seed(12)
     batches = [(torch.randint(0, 20, (4, 5), generator=g), torch.randint(0, 20, (4, 5), generator=g)) for _ in range(3)]
     loss_fn = lambda logits, y: nn.functional.cross_entropy(logits.reshape(-1, 20), y.reshape(-1))  # noqa: E731
-    with gd.watch(model, opt, update_every=1, activation_every=1) as run:
+    with gd.watch(model, opt, detail_every=1, update_every=1, activation_every=1) as run:
         _train(model, opt, ref, run, batches, loss_fn)
     ref.close()
     assert run.params == ["emb.weight", "head.bias"]
@@ -413,7 +418,7 @@ def test_sparse_embedding_gradient():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     ref = Reference(model, opt)
     tokens = torch.tensor([[1, 2, 2, 5], [5, 5, 7, 1]])  # repeated tokens: an uncoalesced sparse grad
-    with gd.watch(model, opt, update_every=1, activation_every=1) as run:
+    with gd.watch(model, opt, detail_every=1, update_every=1, activation_every=1) as run:
         for _ in range(2):
             opt.zero_grad()
             model(tokens).square().mean().backward()
@@ -433,7 +438,7 @@ def test_gradient_accumulation_records_the_accumulated_gradient():
     ref = Reference(model, opt)
     params = list(model.parameters())
     independent = []  # per optimizer step: the sum over micro-batches of autograd.grad of each loss
-    with gd.watch(model, opt, update_every=1, activation_every=1) as run:
+    with gd.watch(model, opt, detail_every=1, update_every=1, activation_every=1) as run:
         for step in range(3):
             opt.zero_grad()
             total = [torch.zeros_like(p, dtype=torch.float64) for p in params]
@@ -477,7 +482,7 @@ def test_module_called_twice_aggregates_both_calls():
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     ref = Reference(model, opt)
     g = torch.Generator().manual_seed(13)
-    with gd.watch(model, opt, update_every=1, activation_every=1) as run:
+    with gd.watch(model, opt, detail_every=1, update_every=1, activation_every=1) as run:
         for _ in range(3):
             opt.zero_grad()
             model(torch.randn(8, 6, generator=g)).square().mean().backward()
@@ -499,11 +504,11 @@ def test_cadences(every):
     model = make_mlp(seed=7)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     ref = Reference(model, opt)
-    with gd.watch(model, opt, every=every, update_every=3, activation_every=2) as run:
+    with gd.watch(model, opt, every=every, detail_every=5, update_every=3, activation_every=2) as run:
         _train(model, opt, ref, run, [mlp_batch(s) for s in range(7)], nn.functional.mse_loss)
     ref.close()
     np.testing.assert_array_equal(run.steps, np.arange(7))
-    check_run(run, ref, MLP_LAYERS, every=every, update_every=3, activation_every=2)
+    check_run(run, ref, MLP_LAYERS, every=every, detail_every=5, update_every=3, activation_every=2)
     # the NaN pattern, stated directly
     updated = ~np.isnan(run.history("update_norm", layer="0"))
     np.testing.assert_array_equal(np.flatnonzero(updated), [0, 3, 6])
@@ -511,8 +516,11 @@ def test_cadences(every):
     np.testing.assert_array_equal(np.flatnonzero(acted), [0, 2, 4, 6])
     graded = ~np.isnan(run.history("grad_norm", layer="0"))
     np.testing.assert_array_equal(np.flatnonzero(graded), np.arange(0, 7, every))
-    weighed = ~np.isnan(run.history("weight_norm", layer="0"))
-    np.testing.assert_array_equal(np.flatnonzero(weighed), np.arange(0, 7, every))
+    nonfinite_known = ~np.isnan(run.history("nonfinite", layer="0"))
+    np.testing.assert_array_equal(np.flatnonzero(nonfinite_known), np.arange(0, 7, every))
+    for metric in ("grad_max", "grad_zero_frac", "weight_norm"):
+        detailed = ~np.isnan(run.history(metric, layer="0"))
+        np.testing.assert_array_equal(np.flatnonzero(detailed), [0, 5], err_msg=metric)
 
 
 class Partial(nn.Module):
@@ -536,7 +544,7 @@ def test_frozen_and_unused_parameters():
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
     ref = Reference(model, opt)
     g = torch.Generator().manual_seed(14)
-    with gd.watch(model, opt, update_every=1, activation_every=1) as run:
+    with gd.watch(model, opt, detail_every=1, update_every=1, activation_every=1) as run:
         for _ in range(3):
             opt.zero_grad()
             model(torch.randn(4, 5, generator=g)).square().mean().backward()
@@ -563,7 +571,7 @@ def test_frozen_and_unused_parameters():
 def test_without_optimizer_run_step_marks_the_step():
     model = make_mlp(seed=9)
     ref = Reference(model)
-    with gd.watch(model, update_every=1, activation_every=1) as run:
+    with gd.watch(model, detail_every=1, update_every=1, activation_every=1) as run:
         for s in range(3):
             model.zero_grad()
             x, y = mlp_batch(s)
@@ -596,7 +604,7 @@ def test_nonfinite_gradients_are_counted_and_contained():
             model[6].bias.grad[0] = -math.inf
 
     ref = Reference(model, opt, mutate=inject)
-    with gd.watch(model, opt, update_every=1, activation_every=1) as run:
+    with gd.watch(model, opt, detail_every=1, update_every=1, activation_every=1) as run:
         # registered after the probe's: clean the gradients before the optimizer applies them
         def clean(optimizer, args, kwargs):
             for p in model.parameters():
@@ -639,7 +647,7 @@ def test_tiny_and_huge_float32_gradients(scale):
     model = make_mlp(seed=12)
     opt = torch.optim.SGD(model.parameters(), lr=0.01 / scale, momentum=0.5)
     ref = Reference(model, opt)
-    with gd.watch(model, opt, update_every=1, activation_every=1) as run:
+    with gd.watch(model, opt, detail_every=1, update_every=1, activation_every=1) as run:
         for s in range(3):
             opt.zero_grad()
             x, y = mlp_batch(s)
@@ -663,7 +671,7 @@ def test_tiny_and_huge_activations(scale):
     torch.manual_seed(13)
     model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 8, bias=False), nn.Tanh())
     ref = Reference(model)
-    with gd.watch(model, activation_every=1) as run:
+    with gd.watch(model, detail_every=1, activation_every=1) as run:
         for s in range(2):
             model(torch.randn(16, 4, generator=torch.Generator().manual_seed(s)) * scale)
             ref.mark()

@@ -27,6 +27,7 @@ def watch(
     *,
     log_dir: str | Path | None = None,
     every: int = 1,
+    detail_every: int = 10,
     update_every: int = 10,
     activation_every: int = 10,
     activations: bool = True,
@@ -38,9 +39,10 @@ def watch(
 
     Steps are counted by `optimizer.step()` when an optimizer is given (gradient statistics are
     taken on the gradients it is about to apply: accumulated, and unscaled by a GradScaler), else by
-    `run.step()`. Cadences (0 switches a group off): gradient statistics and weight norms every
-    `every` steps; exact update norms ‖Δw‖ every `update_every` steps (costs a transient copy of the
-    parameters during those optimizer steps); activation statistics every `activation_every` steps.
+    `run.step()`. Cadences (0 switches a group off): gradient norms and non-finite counts every
+    `every` steps (one pass over each gradient); max |g|, zero fractions and weight norms every
+    `detail_every` steps; exact update norms ‖Δw‖ every `update_every` steps (costs a transient copy
+    of the parameters during those optimizer steps); activation statistics every `activation_every`.
     Buffered steps are written to `log_dir` (SQLite, crash-safe) every `flush_every` steps with one
     device→host transfer; without `log_dir` the record lives in memory.
     """
@@ -56,6 +58,7 @@ def watch(
             "there is no gradient to watch."
         )
     _check_period("every", every, allow_zero=False)
+    _check_period("detail_every", detail_every)
     _check_period("update_every", update_every)
     _check_period("activation_every", activation_every)
     _check_period("flush_every", flush_every, allow_zero=False)
@@ -65,7 +68,9 @@ def watch(
         first_step = 0
         if resume and store.last_step() is not None:
             first_step = store.last_step() + 1
-        cadence = Cadence(every, update_every if optimizer is not None else 0, activation_every if activations else 0)
+        cadence = Cadence(
+            every, detail_every, update_every if optimizer is not None else 0, activation_every if activations else 0
+        )
         probe = Probe(
             model, optimizer, cadence=cadence, activations=activations,
             saturation_eps=saturation_eps, first_step=first_step,
@@ -102,7 +107,7 @@ def _describe(probe: Probe) -> tuple[list[LayerInfo], list[ParamInfo]]:
 
 def _meta(model: nn.Module, cadence: Cadence, flush_every: int, saturation_eps: float) -> dict[str, str]:
     config = {
-        "every": cadence.every, "update_every": cadence.update_every,
+        "every": cadence.every, "detail_every": cadence.detail_every, "update_every": cadence.update_every,
         "activation_every": cadence.activation_every, "flush_every": flush_every,
         "saturation_eps": saturation_eps,
     }

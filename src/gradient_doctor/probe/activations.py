@@ -1,9 +1,13 @@
 """Activation statistics from forward hooks: mean, std, saturated, zero and dead-unit fractions.
 
     >>> probe = ActivationProbe(layers)
-    >>> handles = probe.attach(); probe.active = True
+    >>> probe.arm()  # hooks on for the coming step
     >>> model(x).sum().backward()
     >>> probe.collect()  # float64 [5, n_layers]: act_mean, act_std, saturated_frac, zero_frac, dead_frac
+    >>> probe.disarm()  # hooks off: steps without activation statistics pay nothing
+
+The hooks are registered only for the steps that measure activations: a module with a forward
+hook takes a slower call path in torch, which other steps are spared.
 
 Only forward passes with autograd enabled count (a `torch.no_grad()` validation pass is not part of
 a training step). A module called several times in one step aggregates its calls: moments are
@@ -26,9 +30,13 @@ _NAN = float("nan")
 
 @dataclass
 class _Call:
+    """The raw reductions of one call's output; the arithmetic on them waits for `collect()`."""
+
+    layer: int
     count: int
     total: Tensor  # float64 sum of outputs
-    m2: Tensor  # float64 sum of squared deviations from this call's mean
+    shift: Tensor  # the float32 mean the squares were taken about
+    squares: Tensor  # float64 sum of squared deviations from `shift`
     saturated: Tensor | None
     nonzero: Tensor | None
     unit_max: Tensor | None  # per-unit max |y| over everything but the unit axis
@@ -40,42 +48,56 @@ class ActivationProbe:
     def __init__(self, layers: list[Layer], saturation_eps: float = SATURATION_EPS):
         self.layers = layers
         self.saturation_eps = saturation_eps
-        self.active = False
         self.on_error = None  # set by the owner: called with the exception, disables the probe
-        self._calls: dict[int, list[_Call]] = {}
+        self._calls: list[_Call] = []
+        self._handles: list = []
+        self._failed = False
 
-    def attach(self) -> list:
-        """Register the forward hooks; returns their handles."""
-        return [
-            layer.module.register_forward_hook(self._hook_for(i))
-            for i, layer in enumerate(self.layers)
-            if layer.activation is not None
-        ]
+    @property
+    def active(self) -> bool:
+        """Whether the hooks are registered (and measuring) for the coming step."""
+        return bool(self._handles)
+
+    def arm(self) -> None:
+        """Register the forward hooks (if not yet) and forget any earlier calls."""
+        self._calls = []
+        if not self._handles and not self._failed:
+            self._handles = [
+                layer.module.register_forward_hook(self._hook_for(i))
+                for i, layer in enumerate(self.layers)
+                if layer.activation is not None
+            ]
+
+    def disarm(self) -> None:
+        """Remove every hook and forget the calls measured so far."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles, self._calls = [], []
 
     def _hook_for(self, index: int):
         spec = self.layers[index].activation
 
         def hook(module, inputs, output):
-            if not self.active or not torch.is_grad_enabled() or not isinstance(output, Tensor):
+            if self._failed or not torch.is_grad_enabled() or not isinstance(output, Tensor):
                 return
             try:
-                self._calls.setdefault(index, []).append(self._measure(output, spec))
+                self._calls.append(self._measure(index, output, spec))
             except Exception as err:  # never crash the user's forward pass
-                self.active = False
+                self._failed = True
                 if self.on_error is not None:
                     self.on_error(err)
 
         return hook
 
-    def _measure(self, output: Tensor, spec: ActivationSpec) -> _Call:
+    def _measure(self, index: int, output: Tensor, spec: ActivationSpec) -> _Call:
+        """A few reductions over the output while it is still in cache; no scalar arithmetic."""
         flat = flat_view(output)
         n = flat.numel()
-        mean64 = flat.sum(dtype=torch.float64) / n
-        shift = mean64.to(flat.dtype)
-        centred = flat - shift
-        # sum of squares about the float-rounded mean, corrected to the exact mean; sum_of_squares
-        # recomputes in float64 where float32 squares underflow or overflow (tiny or huge outputs)
-        m2 = sum_of_squares([centred])[0] - n * (shift.double() - mean64).square()
+        total = flat.sum(dtype=torch.float64)
+        shift = (total / n).to(flat.dtype)
+        # squares about the float-rounded mean; collect() corrects them to the exact mean.
+        # sum_of_squares recomputes in float64 where float32 squares underflow or overflow
+        squares = sum_of_squares([flat - shift])[0]
         saturated = nonzero = unit_max = None
         if spec.bounds is not None:
             low, high = spec.bounds
@@ -83,55 +105,78 @@ class ActivationProbe:
             margin = half - self.saturation_eps * (high - low)
             saturated = ((flat - (low + half)).abs_() >= margin).sum()
         if spec.rectified:
-            nonzero = count_nonzero_fast(flat)
             values = output.detach()
+            nonzero = count_nonzero_fast(flat, nonnegative=spec.nonnegative)
+            magnitudes = values if spec.nonnegative else values.abs()
             if values.dim() > 1:
                 axis = unit_dim(values)
-                values = values.abs().amax(dim=[d for d in range(values.dim()) if d != axis])
-            else:
-                values = values.abs()
-            unit_max = values
-        return _Call(n, mean64 * n, m2, saturated, nonzero, unit_max)
+                magnitudes = magnitudes.amax(dim=[d for d in range(values.dim()) if d != axis])
+            unit_max = magnitudes
+        return _Call(index, n, total, shift, squares, saturated, nonzero, unit_max)
 
     def collect(self) -> Tensor:
         """Float64 [5, n_layers] of this step's statistics (NaN where not measured), then reset."""
-        columns: dict[int, Tensor] = {i: _merge(calls) for i, calls in self._calls.items()}
-        self._calls = {}
-        device = next(iter(columns.values())).device if columns else None
-        out = torch.full((N_METRICS, len(self.layers)), _NAN, dtype=torch.float64, device=device)
-        if columns:
-            index = torch.tensor(list(columns), dtype=torch.long, device=device)
-            out[:, index] = torch.stack(list(columns.values()), dim=1)
-        return out
-
-    def reset(self) -> None:
-        self._calls = {}
+        calls, self._calls = self._calls, []
+        if not calls:
+            return torch.full((N_METRICS, len(self.layers)), _NAN, dtype=torch.float64)
+        return _merge(calls, len(self.layers))
 
 
-def _merge(calls: list[_Call]) -> Tensor:
-    """One layer's five statistics from its calls in a step (float64 [5])."""
-    counts = torch.tensor([c.count for c in calls], dtype=torch.float64, device=calls[0].total.device)
-    n = counts.sum()
-    totals = torch.stack([c.total for c in calls])
-    mean = totals.sum() / n
-    call_means = totals / counts
-    m2 = torch.stack([c.m2 for c in calls]).sum() + (counts * (call_means - mean).square()).sum()
+def _merge(calls: list[_Call], n_layers: int) -> Tensor:
+    """Float64 [5, n_layers] from every call of the step, in a fixed number of vectorised ops.
+
+    Moments of several calls of one layer merge exactly (Chan et al.): the squares about each
+    call's shift are moved to the layer's mean with n·(shift − mean)². A unit is dead only if it is
+    zero in every call (dead is NaN when the calls' unit counts differ).
+    """
+    device = calls[0].total.device
+    layer = torch.tensor([c.layer for c in calls], dtype=torch.long, device=device)
+    count = torch.tensor([float(c.count) for c in calls], dtype=torch.float64, device=device)
+    total = torch.stack([c.total for c in calls])
+    shift = torch.stack([c.shift for c in calls]).double()
+    squares = torch.stack([c.squares for c in calls])
+
+    def per_layer(values: Tensor) -> Tensor:
+        return torch.zeros(n_layers, dtype=torch.float64, device=device).index_add_(0, layer, values)
+
+    n = per_layer(count)
+    mean = per_layer(total) / n
+    m2 = per_layer(squares + count * (shift - mean[layer]).square())
     std = (m2.clamp(min=0) / n).sqrt()
-    nan = torch.full_like(mean, _NAN)
-    saturated = _fraction([c.saturated for c in calls], n, nan)
-    nonzero = _fraction([c.nonzero for c in calls], n, nan)
-    zero = 1 - nonzero
-    dead = nan
-    unit_maxes = [c.unit_max for c in calls]
-    if unit_maxes[0] is not None and all(u.shape == unit_maxes[0].shape for u in unit_maxes):
-        alive = unit_maxes[0]
-        for other in unit_maxes[1:]:
-            alive = torch.maximum(alive, other)
-        dead = (alive == 0).double().mean()
-    return torch.stack([mean, std, saturated, zero, dead])
+    saturated = _fraction(calls, "saturated", layer, n, per_layer)
+    zero = 1 - _fraction(calls, "nonzero", layer, n, per_layer)
+    out = torch.stack([mean, std, saturated, zero, _dead_fractions(calls, n_layers, device)])
+    measured = per_layer(torch.ones_like(count)) > 0
+    return torch.where(measured, out, torch.full_like(out, _NAN))
 
 
-def _fraction(counts: list[Tensor | None], n: Tensor, nan: Tensor) -> Tensor:
-    if counts[0] is None:
-        return nan
-    return torch.stack(counts).double().sum() / n
+def _fraction(calls: list[_Call], field: str, layer: Tensor, n: Tensor, per_layer) -> Tensor:
+    """Per layer, the sum of a count over its calls / its entries; NaN where the count does not apply."""
+    counts = [getattr(c, field) for c in calls]
+    applies = torch.tensor([x is not None for x in counts], device=layer.device)
+    zero = torch.zeros((), dtype=torch.float64, device=layer.device)
+    values = torch.stack([zero if x is None else x.double() for x in counts])
+    fraction = per_layer(values) / n
+    return torch.where(per_layer(applies.double()) > 0, fraction, torch.full_like(fraction, _NAN))
+
+
+def _dead_fractions(calls: list[_Call], n_layers: int, device: torch.device) -> Tensor:
+    alive: dict[int, Tensor | None] = {}
+    for call in calls:
+        if call.unit_max is None:
+            continue
+        if call.layer not in alive:
+            alive[call.layer] = call.unit_max
+        elif alive[call.layer] is not None and alive[call.layer].shape == call.unit_max.shape:
+            alive[call.layer] = torch.maximum(alive[call.layer], call.unit_max)
+        else:
+            alive[call.layer] = None  # unit counts differ between calls: no per-unit answer
+    out = torch.full((n_layers,), _NAN, dtype=torch.float64, device=device)
+    known = {i: u for i, u in alive.items() if u is not None}
+    if known:
+        units = torch.cat([u.reshape(-1) for u in known.values()])
+        sizes = torch.tensor([u.numel() for u in known.values()], dtype=torch.float64, device=device)
+        owner = torch.repeat_interleave(torch.arange(len(known), device=device), sizes.long())
+        dead = torch.zeros(len(known), dtype=torch.float64, device=device).index_add_(0, owner, (units == 0).double())
+        out[torch.tensor(list(known), dtype=torch.long, device=device)] = dead / sizes
+    return out

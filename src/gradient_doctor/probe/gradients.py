@@ -1,14 +1,15 @@
 """Gradient, weight and update statistics per parameter tensor, rolled up per layer.
 
     >>> layer_block, param_block = gradient_blocks(params, rollup)
-    >>> layer_block.shape, param_block.shape  # rows: grad_norm, grad_max, grad_zero_frac, nonfinite
+    >>> layer_block.shape, param_block.shape  # rows: grad_norm, nonfinite, grad_max, grad_zero_frac
     (torch.Size([4, n_layers]), torch.Size([4, n_params]))
+    >>> gradient_blocks(params, rollup, detail=False)  # grad_norm and nonfinite only; the rest NaN
     >>> layer_norms, param_norms = weight_norms(params, rollup)
 
 A layer's value is over its own parameters jointly (weight and bias together): the L2 norm of all
-their entries, the max |g| over them, the zero fraction of all their entries, the sum of non-finite
-counts. Parameters without a gradient this step (frozen, unused) are left out; a layer none of whose
-parameters has a gradient gets NaN for the gradient metrics.
+their entries, the sum of non-finite counts, the max |g| over them, the zero fraction of all their
+entries. Parameters without a gradient this step (frozen, unused) are left out; a layer none of
+whose parameters has a gradient gets NaN for the gradient metrics.
 """
 
 from __future__ import annotations
@@ -23,54 +24,53 @@ _NAN = float("nan")
 
 
 def gradient_blocks(
-    params: list[Tensor], rollup: Rollup, numel: Tensor | None = None, *, fast: bool | None = None
+    params: list[Tensor], rollup: Rollup, numel: Tensor | None = None, *, detail: bool = True,
+    fast: bool | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Float64 ([4, layers], [4, params]) blocks: grad_norm, grad_max, grad_zero_frac, nonfinite.
+    """Float64 ([4, layers], [4, params]) blocks: grad_norm, nonfinite, grad_max, grad_zero_frac.
 
-    `numel` (float64 entries per parameter) may be passed in to save rebuilding it every step.
+    With `detail=False` the last two rows are NaN and each gradient is read once. `numel` (float64
+    entries per parameter) may be passed in to save rebuilding it every step.
     """
     device = params[0].device
-    present = [i for i, p in enumerate(params) if p.grad is not None]
     if numel is None:
         numel = torch.tensor([float(p.numel()) for p in params], dtype=torch.float64, device=device)
-    if len(present) == len(params):
-        stats = tensor_stats([p.grad for p in params], fast=fast).to(device)
-        has_grad = torch.ones(len(params), dtype=torch.float64, device=device)
-    else:
+    present = [i for i, p in enumerate(params) if p.grad is not None]
+    if len(present) == len(params):  # the common case: every parameter has a gradient
+        stats = tensor_stats([p.grad for p in params], detail=detail, fast=fast).to(device)
+        has_grad = None
+    else:  # frozen or unused parameters: left out of their layers' values
         stats = torch.full((4, len(params)), _NAN, dtype=torch.float64, device=device)
         has_grad = torch.zeros(len(params), dtype=torch.float64, device=device)
         if present:
             index = torch.tensor(present, dtype=torch.long, device=device)
-            stats[:, index] = tensor_stats([params[i].grad for i in present], fast=fast).to(device)
+            stats[:, index] = tensor_stats([params[i].grad for i in present], detail=detail, fast=fast).to(device)
             has_grad[index] = 1.0
 
-    param_block = torch.stack([
-        stats[SUM_OF_SQUARES].sqrt(),
-        stats[MAX_ABS],
-        1 - stats[NONZERO] / numel,
-        stats[NONFINITE],
-    ])
-
-    with_grad = has_grad > 0
-    zeroed = torch.where(with_grad.unsqueeze(0), stats, torch.zeros_like(stats))
-    layer_has_grad = rollup.sum(has_grad) > 0
-    layer_grad = torch.stack([
-        rollup.sum(zeroed[SUM_OF_SQUARES]).sqrt(),
-        rollup.amax(torch.where(with_grad, stats[MAX_ABS], -torch.inf)),
-        1 - rollup.sum(zeroed[NONZERO]) / rollup.sum(numel * has_grad),
-        rollup.sum(zeroed[NONFINITE]),
-    ])
-    layer_grad = torch.where(layer_has_grad.unsqueeze(0), layer_grad, torch.full_like(layer_grad, _NAN))
-    return layer_grad, param_block
+    rows = [SUM_OF_SQUARES, NONFINITE, NONZERO] if detail else [SUM_OF_SQUARES, NONFINITE]
+    summed = stats[rows] if has_grad is None else torch.where(has_grad > 0, stats[rows], 0.0)
+    layer_sums = rollup.sum(summed)  # per layer: squares, non-finites (, non-zeros)
+    param_rows = [stats[SUM_OF_SQUARES].sqrt(), stats[NONFINITE]]
+    layer_rows = [layer_sums[0].sqrt(), layer_sums[1]]
+    if detail:
+        entries = rollup.sum(numel if has_grad is None else numel * has_grad)
+        maxima = stats[MAX_ABS] if has_grad is None else torch.where(has_grad > 0, stats[MAX_ABS], -torch.inf)
+        param_rows += [stats[MAX_ABS], 1 - stats[NONZERO] / numel]
+        layer_rows += [rollup.amax(maxima), 1 - layer_sums[2] / entries]
+    else:
+        param_rows += [torch.full_like(param_rows[0], _NAN)] * 2
+        layer_rows += [torch.full_like(layer_rows[0], _NAN)] * 2
+    # a layer without parameters, or none of whose parameters has a gradient: NaN
+    layer_has_grad = rollup.owns if has_grad is None else rollup.sum(has_grad) > 0
+    layer_grad = torch.where(layer_has_grad, torch.stack(layer_rows), _NAN)
+    return layer_grad, torch.stack(param_rows)
 
 
 def weight_norms(params: list[Tensor], rollup: Rollup, *, fast: bool | None = None) -> tuple[Tensor, Tensor]:
     """Float64 ([layers], [params]) L2 norms of the parameters, frozen ones included; NaN for a
     layer without parameters (an activation module), where a weight norm does not apply."""
     squares = sum_of_squares([flat_view(p) for p in params], fast=fast).to(params[0].device)
-    per_layer = rollup.sum(squares).sqrt()
-    has_params = rollup.sum(torch.ones_like(squares)) > 0
-    return torch.where(has_params, per_layer, torch.full_like(per_layer, _NAN)), squares.sqrt()
+    return torch.where(rollup.owns, rollup.sum(squares).sqrt(), _NAN), squares.sqrt()
 
 
 class UpdateTracker:

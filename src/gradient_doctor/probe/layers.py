@@ -27,11 +27,12 @@ class ActivationSpec:
     """How to read an activation's output: its bounds (if it saturates) and whether it rectifies.
 
     >>> activation_spec(nn.Sigmoid())
-    ActivationSpec(bounds=(0.0, 1.0), rectified=False)
+    ActivationSpec(bounds=(0.0, 1.0), rectified=False, nonnegative=True)
     """
 
     bounds: tuple[float, float] | None  # saturating activations: (lower, upper) output bounds
     rectified: bool  # outputs exact zeros on a half-line: zero and dead-unit fractions apply
+    nonnegative: bool = False  # no output is below 0 (|y| = y: cheaper zero and dead-unit counts)
 
 
 _SATURATING = {
@@ -51,12 +52,12 @@ def activation_spec(module: nn.Module) -> ActivationSpec | None:
     """The activation spec of `module`, or None when it is not an activation module."""
     if isinstance(module, nn.Hardtanh):  # ReLU6 is a Hardtanh with bounds (0, 6)
         bounds = (float(module.min_val), float(module.max_val))
-        return ActivationSpec(bounds, rectified=isinstance(module, nn.ReLU6))
+        return ActivationSpec(bounds, rectified=isinstance(module, nn.ReLU6), nonnegative=bounds[0] >= 0)
     for kind, bounds in _SATURATING.items():
         if isinstance(module, kind):
-            return ActivationSpec(bounds, rectified=isinstance(module, _RECTIFIED))
+            return ActivationSpec(bounds, rectified=isinstance(module, _RECTIFIED), nonnegative=bounds[0] >= 0)
     if isinstance(module, _RECTIFIED):
-        return ActivationSpec(None, rectified=True)
+        return ActivationSpec(None, rectified=True, nonnegative=isinstance(module, nn.ReLU))
     if isinstance(module, _SMOOTH_OR_LEAKY):
         return ActivationSpec(None, rectified=False)
     return None

@@ -3,20 +3,25 @@
     >>> LAYER_METRICS.index("grad_norm")
     0
 
-A group is measured together on the same steps, at its own cadence: gradient statistics (and weight
-norms) on every `every`-th step, updates on every `update_every`-th, activations on every
+A group is measured together on the same steps, at its own cadence: gradient norms and
+non-finite counts on every `every`-th step (one pass over each gradient); the gradient's max |g| and
+zero fraction, and the weight norms, on every `detail_every`-th (three more passes over the
+gradients and one over the weights); updates on every `update_every`-th; activations on every
 `activation_every`-th. Where a metric was not measured, or does not apply, the record holds NaN.
 """
 
 from __future__ import annotations
 
-GRADIENT = ("grad_norm", "grad_max", "grad_zero_frac", "nonfinite", "weight_norm")
+GRADIENT = ("grad_norm", "nonfinite")
+DETAIL = ("grad_max", "grad_zero_frac", "weight_norm")
 UPDATE = ("update_norm",)
 ACTIVATION = ("act_mean", "act_std", "saturated_frac", "zero_frac", "dead_frac")
 
 #: Per-layer metrics, in the order of the rows of a step's layer block.
-LAYER_METRICS: tuple[str, ...] = GRADIENT + UPDATE + ACTIVATION
+LAYER_METRICS: tuple[str, ...] = GRADIENT + DETAIL + UPDATE + ACTIVATION
 #: Per-parameter-tensor metrics, in the order of the rows of a step's parameter block.
-PARAM_METRICS: tuple[str, ...] = GRADIENT + UPDATE
+PARAM_METRICS: tuple[str, ...] = GRADIENT + DETAIL + UPDATE
 
-GROUPS: dict[str, tuple[str, ...]] = {"gradient": GRADIENT, "update": UPDATE, "activation": ACTIVATION}
+GROUPS: dict[str, tuple[str, ...]] = {
+    "gradient": GRADIENT, "detail": DETAIL, "update": UPDATE, "activation": ACTIVATION,
+}

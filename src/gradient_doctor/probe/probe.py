@@ -26,22 +26,33 @@ from .layers import SATURATION_EPS, discover
 from .metrics import LAYER_METRICS, PARAM_METRICS
 from .rollup import Rollup
 
+# rows of a step's blocks (see metrics.py): the gradient block's four rows land in two groups
+_NORM_ROWS = slice(LAYER_METRICS.index("grad_norm"), LAYER_METRICS.index("nonfinite") + 1)
+_DETAIL_ROWS = slice(LAYER_METRICS.index("grad_max"), LAYER_METRICS.index("grad_zero_frac") + 1)
+_WEIGHT_ROW = LAYER_METRICS.index("weight_norm")
+_UPDATE_ROW = LAYER_METRICS.index("update_norm")
+_ACTIVATION_ROWS = slice(LAYER_METRICS.index("act_mean"), None)
 
 @dataclass(frozen=True)
 class Cadence:
-    """On which steps each group is measured: step k when k % every == 0 (0 turns a group off).
+    """On which steps each group is measured: step k when k % period == 0 (0 turns a group off).
 
-    Defaults: gradients and weight norms every step (a few fast kernels per parameter tensor);
-    updates and activations every 10th step (updates need a transient copy of the parameters;
-    activation statistics read every activation output).
+    Defaults: gradient norms and non-finite counts every step (one pass over each gradient);
+    max |g|, zero fractions and weight norms, updates and activations every 10th step (three more
+    passes over the gradients and one over the weights; a transient copy of the parameters; a
+    pass over every activation output).
     """
 
     every: int = 1
+    detail_every: int = 10
     update_every: int = 10
     activation_every: int = 10
 
     def groups(self, step: int) -> tuple[str, ...]:
-        due = (("gradient", self.every), ("update", self.update_every), ("activation", self.activation_every))
+        due = (
+            ("gradient", self.every), ("detail", self.detail_every),
+            ("update", self.update_every), ("activation", self.activation_every),
+        )
         return tuple(name for name, period in due if period and step % period == 0)
 
 
@@ -94,8 +105,6 @@ class Probe:
     # -- lifecycle -------------------------------------------------------------------------
     def attach(self) -> None:
         """Register every hook; `detach()` removes them all."""
-        if self.activations is not None:
-            self._handles += self.activations.attach()
         self._order_handles = [
             layer.module.register_forward_pre_hook(self._order_hook(i)) for i, layer in enumerate(self.layers)
         ]
@@ -110,8 +119,7 @@ class Probe:
         self._handles, self._order_handles = [], []
         self.updates.discard()
         if self.activations is not None:
-            self.activations.active = False
-            self.activations.reset()
+            self.activations.disarm()
 
     @property
     def forward_order(self) -> list[int]:
@@ -142,8 +150,8 @@ class Probe:
 
     def _before_step(self, with_updates: bool = True) -> None:
         groups = self.cadence.groups(self.step)
-        if "gradient" in groups:
-            self._gradient_rows = gradient_blocks(self.tensors, self.rollup, self.numel)
+        if "gradient" in groups or "detail" in groups:
+            self._gradient_rows = gradient_blocks(self.tensors, self.rollup, self.numel, detail="detail" in groups)
         if with_updates and "update" in groups:
             self.updates.snapshot()
 
@@ -154,16 +162,21 @@ class Probe:
         param_rows = torch.full((len(PARAM_METRICS), n_params), float("nan"), dtype=torch.float64, device=self.device)
         measured = []
         if self._gradient_rows is not None:
-            layer_rows[:4], param_rows[:4] = self._gradient_rows
-            # taken after the optimizer step: the weights the step leaves behind
-            layer_rows[4], param_rows[4] = weight_norms(self.tensors, self.rollup)
-            measured.append("gradient")
+            layer_block, param_block = self._gradient_rows
             self._gradient_rows = None
+            if "gradient" in groups:
+                layer_rows[_NORM_ROWS], param_rows[_NORM_ROWS] = layer_block[:2], param_block[:2]
+                measured.append("gradient")
+            if "detail" in groups:
+                layer_rows[_DETAIL_ROWS], param_rows[_DETAIL_ROWS] = layer_block[2:], param_block[2:]
+                # taken after the optimizer step: the weights the step leaves behind
+                layer_rows[_WEIGHT_ROW], param_rows[_WEIGHT_ROW] = weight_norms(self.tensors, self.rollup)
+                measured.append("detail")
         if self.updates.pending:
-            layer_rows[5], param_rows[5] = self.updates.measure()
+            layer_rows[_UPDATE_ROW], param_rows[_UPDATE_ROW] = self.updates.measure()
             measured.append("update")
         if self.activations is not None and self.activations.active:
-            layer_rows[6:] = self.activations.collect()
+            layer_rows[_ACTIVATION_ROWS] = self.activations.collect()
             measured.append("activation")
         if self._order_handles and self.call_order:
             self._remove_order_hooks()
@@ -171,9 +184,13 @@ class Probe:
         self.completed.append(StepVector(self.step, time.time(), tuple(measured), values))
 
     def _arm_activations(self) -> None:
-        if self.activations is not None and not self.disabled:
-            self.activations.active = "activation" in self.cadence.groups(self.step)
-            self.activations.reset()
+        """Hooks on for a step that measures activations, off (no cost) for the others."""
+        if self.activations is None or self.disabled:
+            return
+        if "activation" in self.cadence.groups(self.step):
+            self.activations.arm()
+        else:
+            self.activations.disarm()
 
     # -- forward order ---------------------------------------------------------------------
     def _order_hook(self, index: int):
@@ -203,7 +220,7 @@ class Probe:
         self.disabled = True
         self.updates.discard()
         if self.activations is not None:
-            self.activations.active = False
+            self.activations.disarm()
         warnings.warn(
             f"gradient-doctor: the probe hit an internal error and switched itself off; "
             f"training goes on unwatched. Error: {type(err).__name__}: {err}",

@@ -18,11 +18,15 @@ class Rollup:
         self.n_layers = n_layers
         self.param_index = torch.tensor([p for p, _ in pairs], dtype=torch.long, device=device)
         self.layer_index = torch.tensor([layer for _, layer in pairs], dtype=torch.long, device=device)
+        #: layers that own at least one parameter (False for parameter-free activation modules)
+        self.owns = torch.zeros(n_layers, dtype=torch.bool, device=device)
+        self.owns[self.layer_index] = True
 
     def sum(self, values: Tensor) -> Tensor:
-        """Sum of `values` (float64, one per parameter) over each layer's parameters."""
-        out = torch.zeros(self.n_layers, dtype=values.dtype, device=values.device)
-        return out.index_add_(0, self.layer_index, values[self.param_index])
+        """Sum of `values` (float64, one per parameter; or rows × parameters) over each layer's
+        parameters: [layers] (or rows × layers)."""
+        out = torch.zeros(values.shape[:-1] + (self.n_layers,), dtype=values.dtype, device=values.device)
+        return out.index_add_(-1, self.layer_index, values[..., self.param_index])
 
     def amax(self, values: Tensor) -> Tensor:
         """Maximum of `values` over each layer's parameters (-inf for a layer with none)."""

@@ -3,6 +3,7 @@
     >>> stats = tensor_stats([p.grad for p in model.parameters()])
     >>> stats.shape  # rows: sum of squares, max |x|, non-zero count, non-finite count
     torch.Size([4, 6])
+    >>> tensor_stats(grads, detail=False)  # one pass per tensor: max |x| and non-zeros left NaN
 
 Two paths give the same numbers:
 
@@ -26,7 +27,10 @@ SUM_OF_SQUARES, MAX_ABS, NONZERO, NONFINITE = range(4)
 
 _CHUNK = 1 << 18  # float32 dots over at most this many entries stay within ~1e-6 relative error
 _COUNT_EXACT_F32 = 1 << 24  # float32 sums of 0/1 entries are exact below this length
-_TINY_F32 = 1e-20  # float32 sums of squares below this may hide underflowed entries: recompute
+# A float32 square below the smallest normal number may be flushed to zero or rounded as a
+# subnormal: n entries lose less than n * 1.2e-38 of a sum, under 1e-7 of any sum above
+# n * 1.2e-31. Smaller sums are recomputed in float64, and so are sums near overflow.
+_TINY_F32_PER_ENTRY = torch.finfo(torch.float32).tiny / 1e-7
 _HUGE_F32 = 1e30  # float32 sums of squares above this are near overflow: recompute
 
 
@@ -51,30 +55,39 @@ def sum_of_squares(flats: list[Tensor], *, fast: bool | None = None) -> Tensor:
     return _repair_sums(flats, _stack64([dot_self(f) for f in flats]))
 
 
-def tensor_stats(tensors: list[Tensor], *, fast: bool | None = None) -> Tensor:
+def tensor_stats(tensors: list[Tensor], *, detail: bool = True, fast: bool | None = None) -> Tensor:
     """Float64 [4, n] statistics of each tensor: sum of squares, max |x|, non-zeros, non-finites.
 
-    Counts of a sparse tensor are over its stored values; NaN counts as non-zero.
+    Counts of a sparse tensor are over its stored values; NaN counts as non-zero. With
+    `detail=False` only the sum of squares and the non-finite count are computed (one pass over
+    each tensor on the CPU: a non-finite entry makes the sum non-finite, and only then are the
+    entries counted); the max |x| and non-zero rows are NaN.
     """
     flats = [flat_view(t) for t in tensors]
     if not flats:
         return torch.zeros(4, 0, dtype=torch.float64)
     if not _use_fast_path(flats, fast):
-        return _stats_generic(flats)
+        return _stats_generic(flats, detail)
     sums = _stack64([dot_self(f) for f in flats])
-    extremes = [torch.aminmax(f) for f in flats]
-    max_abs = torch.maximum(
-        _stack64([hi for _, hi in extremes]), _stack64([lo for lo, _ in extremes]).neg()
-    )
-    nonzero = _stack64([count_nonzero_fast(f) for f in flats])
+    if detail:
+        extremes = [torch.aminmax(f) for f in flats]
+        max_abs = torch.maximum(
+            _stack64([hi for _, hi in extremes]), _stack64([lo for lo, _ in extremes]).neg()
+        )
+        nonzero = _stack64([count_nonzero_fast(f) for f in flats])
+    else:
+        max_abs = nonzero = torch.full_like(sums, math.nan)
     nonfinite = torch.zeros_like(sums)
-    suspicious = ~torch.isfinite(sums) | ~torch.isfinite(nonzero)
-    if bool(suspicious.any()):  # CPU tensors: a memory read, not a sync
-        for i in suspicious.nonzero().flatten().tolist():
-            finite = torch.isfinite(flats[i])
-            nonfinite[i] = float(flats[i].numel() - int(finite.sum()))
+    # CPU tensors: reading them is a memory read, not a sync. A non-finite entry makes the sum
+    # non-finite (and the sign-sum NaN), so only then are the entries counted.
+    counts = nonzero.tolist() if detail else None
+    for i, total in enumerate(sums.tolist()):
+        if math.isfinite(total) and (counts is None or math.isfinite(counts[i])):
+            continue
+        nonfinite[i] = float(flats[i].numel() - int(torch.isfinite(flats[i]).sum()))
+        if detail:
             nonzero[i] = float(torch.count_nonzero(flats[i]))
-    sums = _repair_sums(flats, sums, max_abs)
+    sums = _repair_sums(flats, sums, max_abs if detail else None)
     return torch.stack([sums, max_abs, nonzero, nonfinite])
 
 
@@ -101,29 +114,35 @@ def dot_self(flat: Tensor) -> Tensor:
     return chunk_sums + torch.dot(tail, tail).double()
 
 
-def count_nonzero_fast(flat: Tensor) -> Tensor:
-    signs = torch.sign(flat).abs_()
+def count_nonzero_fast(flat: Tensor, *, nonnegative: bool = False) -> Tensor:
+    """Non-zero entries of a flat float tensor (NaN counts as non-zero only when not `nonnegative`)."""
+    signs = torch.sign(flat) if nonnegative else torch.sign(flat).abs_()
     if flat.numel() < _COUNT_EXACT_F32:
         return signs.sum()
     return signs.sum(dtype=torch.float64)
 
 
 def _repair_sums(flats: list[Tensor], sums: Tensor, max_abs: Tensor | None = None) -> Tensor:
-    """Recompute in float64 the float32 sums that may have underflowed or overflowed."""
-    risky = (sums < _TINY_F32) | (sums > _HUGE_F32) | ~torch.isfinite(sums)
-    if max_abs is not None:  # an all-zero tensor's sum is exactly 0: nothing to repair
-        risky &= max_abs > 0
-    if bool(risky.any()):  # CPU tensors: a memory read, not a sync
-        for i in risky.nonzero().flatten().tolist():
-            if flats[i].dtype == torch.float32:
-                sums[i] = torch.linalg.vector_norm(flats[i], dtype=torch.float64).square()
+    """Recompute in float64 the float32 sums that may have underflowed or overflowed (CPU only:
+    reading the sums is a memory read, not a sync)."""
+    peaks = max_abs.tolist() if max_abs is not None else None
+    for i, total in enumerate(sums.tolist()):
+        flat = flats[i]
+        if flat.dtype != torch.float32 or flat.numel() * _TINY_F32_PER_ENTRY <= total <= _HUGE_F32:
+            continue  # (a NaN sum fails the comparison and is recomputed)
+        if peaks is not None and peaks[i] == 0:
+            continue  # an all-zero tensor's sum is exactly 0: nothing to repair
+        sums[i] = torch.linalg.vector_norm(flat, dtype=torch.float64).square()
     return sums
 
 
-def _stats_generic(flats: list[Tensor]) -> Tensor:
+def _stats_generic(flats: list[Tensor], detail: bool) -> Tensor:
     sums = torch.stack(torch._foreach_norm(flats, 2, dtype=torch.float64)).square()
-    max_abs = _stack64(torch._foreach_norm(flats, math.inf))
-    nonzero = torch.stack([torch.count_nonzero(f) for f in flats]).double()
     numel = torch.tensor([f.numel() for f in flats], dtype=torch.float64, device=sums.device)
     finite = torch.stack([torch.isfinite(f).sum() for f in flats]).double()
+    if not detail:
+        nan = torch.full_like(sums, math.nan)
+        return torch.stack([sums, nan, nan, numel - finite])
+    max_abs = _stack64(torch._foreach_norm(flats, math.inf))
+    nonzero = torch.stack([torch.count_nonzero(f) for f in flats]).double()
     return torch.stack([sums, max_abs, nonzero, numel - finite])
