@@ -4,9 +4,11 @@
     >>> with gd.watch(model, optimizer=opt, log_dir="runs/a") as run:
     ...     train(model, opt)
     >>> print(run.summary())
+    >>> print(gd.checkup(model, x))  # before training: where the gradient vanishes or explodes, and why
 """
 
 from ._version import __version__
+from .diagnose import CheckupError, Diagnosis, Finding, checkup
 from .errors import GradientDoctorError, RecordError, RunClosedError
 from .record import Run, load
 from .watch import watch
@@ -16,7 +18,11 @@ __all__ = [
     "GradientDoctorError",
     "RecordError",
     "RunClosedError",
+    "CheckupError",
     "Run",
     "load",
     "watch",
+    "checkup",
+    "Diagnosis",
+    "Finding",
 ]

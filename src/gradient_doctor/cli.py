@@ -2,6 +2,7 @@
 
     $ gradient-doctor demo              # a deep sigmoid MLP, watched while it trains
     $ gradient-doctor show runs/a       # the summary of a recorded run
+    $ gradient-doctor checkup mypkg.models:build --input-shape 32 784   # one-batch preflight
     $ gradient-doctor --version
 """
 
@@ -13,6 +14,7 @@ import sys
 from rich.console import Console
 
 from ._version import __version__
+from .diagnose.command import add_parser as add_checkup_parser
 from .errors import GradientDoctorError
 
 
@@ -30,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=400, help="training steps per model (default 400)")
     demo.add_argument("--out", default=None, help="directory for the run records (default: a temporary one)")
     demo.add_argument("--seed", type=int, default=0)
+
+    add_checkup_parser(commands)
     return parser
 
 
@@ -45,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             from .lab.demo import run_demo
 
             run_demo(steps=args.steps, out=args.out, seed=args.seed, console=console)
+        elif args.command == "checkup":
+            from .diagnose.command import run as run_checkup
+
+            return run_checkup(args, console)
     except GradientDoctorError as err:
         console.print(f"[bold red]error:[/] {err}")
         return 2

@@ -1,0 +1,102 @@
+"""What a diagnosis says: findings (kind, severity, scope, layers, evidence, remedies) and the Diagnosis.
+
+    >>> diag = gd.checkup(model, x)
+    >>> diag.healthy, [f.kind for f in diag.findings]
+    (False, ['vanishing_gradient'])
+    >>> json.dumps(diag.to_dict())
+    >>> print(diag)  # a layer table with the gradient budget, then the findings
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .stats import Measurement
+
+KINDS = (
+    "vanishing_gradient", "exploding_gradient", "saturated_activation", "dead_units",
+    "non_finite", "weights_collapsing", "loss_plateau", "loss_divergence",
+)
+SEVERITIES = ("info", "warning", "critical")
+SCOPES = ("depth", "time", "run")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One located problem.
+
+    >>> Finding("dead_units", "warning", "depth", ["3"], {"dead_frac": {"3": 0.8}}, ["he_init"])
+    """
+
+    kind: str
+    severity: str
+    scope: str
+    layers: list[str]
+    evidence: dict
+    remedies: list[str] = field(default_factory=list)
+    summary: str = ""  # one sentence: what was measured and what it means
+
+    def __post_init__(self) -> None:
+        for value, allowed, what in ((self.kind, KINDS, "kind"), (self.severity, SEVERITIES, "severity"),
+                                     (self.scope, SCOPES, "scope")):
+            if value not in allowed:
+                raise ValueError(f"Finding.{what} must be one of {allowed}; got {value!r}")
+
+    def to_dict(self) -> dict:
+        return json_safe(asdict(self))
+
+
+@dataclass
+class Diagnosis:
+    """Findings, most severe first, and (from `checkup`) the measurement they were drawn from.
+
+    >>> diag.healthy  # no warning or critical finding
+    True
+    """
+
+    findings: list[Finding]
+    measurement: "Measurement | None" = None
+
+    def __post_init__(self) -> None:
+        self.findings = sorted(self.findings, key=lambda f: -SEVERITIES.index(f.severity))
+
+    @property
+    def healthy(self) -> bool:
+        return not any(f.severity in ("warning", "critical") for f in self.findings)
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (non-finite numbers become None)."""
+        out: dict[str, Any] = {"healthy": self.healthy, "findings": [f.to_dict() for f in self.findings]}
+        if self.measurement is not None:
+            out["measurement"] = self.measurement.to_dict()
+        return out
+
+    def __rich_console__(self, console, options):
+        from .render import render
+
+        yield render(self, options.max_width)
+
+    def __str__(self) -> str:
+        from .render import to_text
+
+        return to_text(self)
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with dataclasses, numpy values and tuples turned into JSON types; NaN/inf become None."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return json_safe(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value

@@ -1,0 +1,46 @@
+"""The catalog of remedy names that findings rank (the names `gd.treat` accepts), one line each.
+
+    >>> CATALOG["he_init"]
+    'He (Kaiming) normal init, fan_in, zero biases, for ReLU-family activations (He et al. 2015)'
+    >>> init_for("rectifier")
+    'he_init'
+"""
+
+from __future__ import annotations
+
+CATALOG: dict[str, str] = {
+    "he_init": "He (Kaiming) normal init, fan_in, zero biases, for ReLU-family activations (He et al. 2015)",
+    "xavier_init": "Xavier/Glorot init for tanh/sigmoid-family activations (Glorot & Bengio 2010)",
+    "orthogonal_init": "orthogonal weight matrices (dynamical isometry, Pennington et al. 2017; IRNN, Le et al. 2015)",
+    "lsuv_init": "orthonormal init, then rescale each layer's output variance to 1 (Mishkin & Matas 2016)",
+    "swap_activation:relu": "replace saturating activations (sigmoid, tanh) by ReLU",
+    "swap_activation:leaky_relu": "replace ReLU by LeakyReLU (no zero-gradient half-line: units cannot die)",
+    "swap_activation:tanh": "replace the activation by tanh (zero-centred; derivative peak 1, sigmoid's is 0.25)",
+    "batch_norm": "insert batch normalisation after each linear/conv layer",
+    "layer_norm": "insert layer normalisation (sequence and transformer models)",
+    "residual": "add identity skip connections around blocks (He et al. 2016)",
+    "lstm": "replace a vanilla RNN by an LSTM (gated memory, Hochreiter & Schmidhuber 1997)",
+    "gru": "replace a vanilla RNN by a GRU",
+    "forget_gate_bias": "raise the LSTM forget-gate (GRU update-gate) bias to 1-3 (Jozefowicz et al. 2015; chrono)",
+    "clip_grad_norm": "clip the global gradient norm each step (Pascanu et al. 2013)",
+    "reduce_depth": "use fewer layers (or fewer time steps per truncated backprop window)",
+}
+
+_INIT_FOR_FAMILY = {"rectifier": "he_init", "saturating": "xavier_init", "unknown": "lsuv_init"}
+
+
+def init_for(family: str) -> str:
+    """The init remedy that matches an activation family: "rectifier", "saturating" or "unknown"."""
+    return _INIT_FOR_FAMILY[family]
+
+
+def ranked(*names: str) -> list[str]:
+    """`names` in order, duplicates dropped; every name must be in the catalog.
+
+    >>> ranked("he_init", "batch_norm", "he_init")
+    ['he_init', 'batch_norm']
+    """
+    unknown = [n for n in names if n not in CATALOG]
+    if unknown:
+        raise ValueError(f"remedy names must come from the catalog {sorted(CATALOG)}; got {unknown}")
+    return list(dict.fromkeys(names))

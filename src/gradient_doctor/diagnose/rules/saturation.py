@@ -1,0 +1,33 @@
+"""Saturated activations: most outputs of a sigmoid/tanh-like layer sit at its bounds, where it passes almost no
+gradient (Glorot & Bengio 2010 saw the top sigmoid layer saturate early).
+
+    >>> saturated_activation(measurement)[0].evidence["saturated_frac"]
+    {'4': 0.93}
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..finding import Finding
+from ..remedies import ranked
+from ..stats import Measurement
+
+#: An output counts as saturated within 1 % of the range from a bound, where the derivative is below 4 % of its
+#: peak (probe.layers.SATURATION_EPS). When more than half of a layer's outputs are saturated, most of the
+#: gradient arriving there is stopped: the layer is effectively switched off for learning.
+THRESHOLD = 0.5
+
+
+def saturated_activation(m: Measurement) -> list[Finding]:
+    """One warning naming every saturating activation layer with more than half its outputs saturated."""
+    hit = {layer.name: round(layer.saturated_frac, 4) for layer in m.layers
+           if math.isfinite(layer.saturated_frac) and layer.saturated_frac > THRESHOLD}
+    if not hit:
+        return []
+    return [Finding(
+        kind="saturated_activation", severity="warning", scope="depth", layers=list(hit),
+        evidence={"saturated_frac": hit, "threshold": THRESHOLD},
+        remedies=ranked("xavier_init", "lsuv_init", "batch_norm", "swap_activation:relu"),
+        summary=f"{len(hit)} activation layer(s) have more than {THRESHOLD:.0%} of outputs saturated",
+    )]

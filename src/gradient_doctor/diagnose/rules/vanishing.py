@@ -1,0 +1,50 @@
+"""Vanishing gradient through depth: the backward signal reaching the first layer is too small a part of the last.
+
+    >>> vanishing_gradient(measurement)
+    [Finding(kind='vanishing_gradient', severity='critical', scope='depth', layers=['1', '3', ...], ...)]
+"""
+
+from __future__ import annotations
+
+from ..budget import FADE
+from ..finding import Finding
+from ..remedies import init_for, ranked
+from ..stats import Measurement
+from .attribution import activation_family, budget_layers, mechanism, orders, top_layers
+
+#: AUTOTRAINER (Zhang et al. 2021) calls a model vanishing when the first/last gradient ratio is below 1e-3
+#: (calibrated on 495 Keras models): with plain SGD the first layers then learn > 1000x slower than the last.
+CRITICAL = 1e-3
+
+
+def vanishing_gradient(m: Measurement) -> list[Finding]:
+    """Warning when the ratio through depth r (Budget.through_depth) < e^-3 (depth > 6ξ, Schoenholz et al.
+    2017), critical when r < 1e-3 (AUTOTRAINER)."""
+    b = m.budget
+    r = b.through_depth
+    if not r < FADE:  # also False for NaN
+        return []
+    cause = mechanism(b, sign=-1)
+    family = activation_family(m.layers)
+    if cause == "activation" and family == "saturating":
+        remedies = ranked("swap_activation:relu", "he_init", "batch_norm", "residual", "reduce_depth")
+    else:
+        remedies = ranked(init_for(family), "orthogonal_init", "lsuv_init", "batch_norm", "residual", "reduce_depth")
+    where = "activation derivatives" if cause == "activation" else "weight scale"
+    return [Finding(
+        kind="vanishing_gradient",
+        severity="critical" if r < CRITICAL else "warning",
+        scope="depth",
+        layers=top_layers(budget_layers(m.layers), sign=-1),
+        evidence={
+            "ratio": r, "end_to_end": b.end_to_end, "from": b.first, "to": b.last, "depth": b.depth, "xi": b.xi,
+            "trainable_depth_6xi": 6 * b.xi, "mechanism": cause,
+            "orders_lost_by_activations": orders(b.by_role["activation"]),
+            "orders_lost_by_weights": orders(b.by_role["weights"]),
+            "orders_lost_by_recurrent_layers": orders(b.by_role["recurrent"]),
+            "orders_unattributed": orders(b.remainder),
+        },
+        remedies=remedies,
+        summary=f"the gradient reaching {b.first} is {r:.2g} of the one at {b.last} "
+                f"(depth {b.depth} > 6ξ = {6 * b.xi:.3g} layers); lost mostly to {where}",
+    )]
