@@ -390,6 +390,21 @@ def test_bad_cadences(kwargs, name):
     assert hook_state(model) == before
 
 
+def test_activation_hooks_exist_only_on_activation_steps():
+    """Steps that do not measure activations run the model with no forward hooks at all."""
+    model = make_mlp(dropout=False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    relu, tanh = model[1], model[3]
+    hooked = []
+    with gd.watch(model, opt, activation_every=3) as run:
+        for step in range(7):
+            hooked.append((len(relu._forward_hooks), len(tanh._forward_hooks)))
+            train(model, opt, 1, run, seed=step)
+    assert hooked == [(1, 1), (0, 0), (0, 0), (1, 1), (0, 0), (0, 0), (1, 1)]
+    assert len(relu._forward_hooks) == 0 and len(tanh._forward_hooks) == 0
+    np.testing.assert_array_equal(np.flatnonzero(~np.isnan(run.history("act_std", layer="1"))), [0, 3, 6])
+
+
 def test_zero_cadences_switch_groups_off():
     model = make_mlp(dropout=False)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

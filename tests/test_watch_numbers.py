@@ -7,6 +7,7 @@ activation outputs in its own forward hooks, then computes every statistic direc
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -679,3 +680,54 @@ def test_tiny_and_huge_activations(scale):
     ref.close()
     want, _ = check_run(run, ref, ["0", "1", "2", "3"], atol=0.0)
     assert 0 < want["act_std"][0, 1] < 1e-20 if scale < 1 else want["act_std"][0, 1] > 1e19
+
+
+def _own_grad_norms(model: nn.Sequential, indices: list[int]) -> list[float]:
+    """Plain torch: each module's L2 norm over its own parameters' current gradients (float64)."""
+    return [
+        math.sqrt(sum(float(p.grad.double().square().sum()) for p in model[i].parameters(recurse=False)))
+        for i in indices
+    ]
+
+
+WEIGHTED = [0, 2, 4, 6, 8]  # the Linear layers of make_mlp
+
+
+def test_clipped_gradients_are_the_ones_recorded():
+    model = make_mlp(seed=9)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    want = []
+    with gd.watch(model, opt) as run:
+        for s in range(3):
+            opt.zero_grad()
+            x, y = mlp_batch(s)
+            nn.functional.mse_loss(model(x), y).backward()
+            before = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.05)
+            assert before > 0.5  # the clip really scales the gradients down
+            want.append(_own_grad_norms(model, WEIGHTED))
+            opt.step()
+    got = run.history("grad_norm")[:, WEIGHTED]
+    np.testing.assert_allclose(got, want, rtol=RTOL)
+    np.testing.assert_allclose(np.sqrt((got ** 2).sum(axis=1)), 0.05, rtol=RTOL)  # the clipped total
+
+
+def test_grad_scaler_steps_record_unscaled_gradients():
+    model = make_mlp(seed=10)
+    twin = copy.deepcopy(model)  # trained without loss scaling: the reference gradients
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    twin_opt = torch.optim.SGD(twin.parameters(), lr=0.05)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12)
+    want = []
+    with gd.watch(model, opt) as run:
+        for s in range(3):
+            x, y = mlp_batch(s)
+            opt.zero_grad()
+            scaler.scale(nn.functional.mse_loss(model(x), y)).backward()
+            scaler.step(opt)  # unscale_ (by a power of two: exact), then optimizer.step()
+            scaler.update()
+            twin_opt.zero_grad()
+            nn.functional.mse_loss(twin(x), y).backward()
+            want.append(_own_grad_norms(twin, WEIGHTED))
+            twin_opt.step()
+    assert scaler.get_scale() == 2.0 ** 12  # no step was skipped
+    np.testing.assert_allclose(run.history("grad_norm")[:, WEIGHTED], want, rtol=RTOL)

@@ -67,7 +67,7 @@ def train_watched(name: str, model: nn.Module, data: tuple, steps: int, log_dir:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     generator = torch.Generator().manual_seed(seed)
     task = progress.add_task(name, total=steps)
-    with watch(model, optimizer, log_dir=log_dir, update_every=1, activation_every=5) as run:
+    with watch(model, optimizer, log_dir=log_dir, detail_every=1, update_every=1, activation_every=5) as run:
         for _ in range(steps):
             batch = torch.randint(0, len(x_train), (128,), generator=generator)
             optimizer.zero_grad()

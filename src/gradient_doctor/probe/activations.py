@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .layers import SATURATION_EPS, ActivationSpec, Layer, unit_dim
-from .tensor_stats import count_nonzero_fast, flat_view, sum_of_squares
+from .tensor_stats import count_nonzero_fast, flat_view, stack64, sum_of_squares
 
 N_METRICS = 5
 _NAN = float("nan")
@@ -152,12 +152,15 @@ def _merge(calls: list[_Call], n_layers: int) -> Tensor:
 
 def _fraction(calls: list[_Call], field: str, layer: Tensor, n: Tensor, per_layer) -> Tensor:
     """Per layer, the sum of a count over its calls / its entries; NaN where the count does not apply."""
-    counts = [getattr(c, field) for c in calls]
-    applies = torch.tensor([x is not None for x in counts], device=layer.device)
-    zero = torch.zeros((), dtype=torch.float64, device=layer.device)
-    values = torch.stack([zero if x is None else x.double() for x in counts])
-    fraction = per_layer(values) / n
-    return torch.where(per_layer(applies.double()) > 0, fraction, torch.full_like(fraction, _NAN))
+    present = [i for i, c in enumerate(calls) if getattr(c, field) is not None]
+    if not present:
+        return torch.full_like(n, _NAN)
+    index = torch.tensor(present, dtype=torch.long, device=layer.device)
+    values = torch.zeros(len(calls), dtype=torch.float64, device=layer.device)
+    values[index] = stack64([getattr(calls[i], field) for i in present])
+    applies = torch.zeros_like(values)
+    applies[index] = 1.0
+    return torch.where(per_layer(applies) > 0, per_layer(values) / n, _NAN)
 
 
 def _dead_fractions(calls: list[_Call], n_layers: int, device: torch.device) -> Tensor:

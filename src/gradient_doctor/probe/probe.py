@@ -38,15 +38,15 @@ class Cadence:
     """On which steps each group is measured: step k when k % period == 0 (0 turns a group off).
 
     Defaults: gradient norms and non-finite counts every step (one pass over each gradient);
-    max |g|, zero fractions and weight norms, updates and activations every 10th step (three more
+    max |g|, zero fractions and weight norms, updates and activations every 25th step (three more
     passes over the gradients and one over the weights; a transient copy of the parameters; a
     pass over every activation output).
     """
 
     every: int = 1
-    detail_every: int = 10
-    update_every: int = 10
-    activation_every: int = 10
+    detail_every: int = 25
+    update_every: int = 25
+    activation_every: int = 25
 
     def groups(self, step: int) -> tuple[str, ...]:
         due = (
@@ -92,6 +92,7 @@ class Probe:
         self.activations = ActivationProbe(self.layers, saturation_eps) if activations else None
         if self.activations is not None:
             self.activations.on_error = self._fail
+        self._width = len(LAYER_METRICS) * len(self.layers) + len(PARAM_METRICS) * len(self.params)
         self.first_step = first_step
         self.step = first_step
         self.completed: list[StepVector] = []
@@ -158,8 +159,9 @@ class Probe:
     def _finish_step(self) -> None:
         groups = self.cadence.groups(self.step)
         n_layers, n_params = len(self.layers), len(self.params)
-        layer_rows = torch.full((len(LAYER_METRICS), n_layers), float("nan"), dtype=torch.float64, device=self.device)
-        param_rows = torch.full((len(PARAM_METRICS), n_params), float("nan"), dtype=torch.float64, device=self.device)
+        values = torch.full((self._width,), float("nan"), dtype=torch.float64, device=self.device)
+        layer_rows = values[: len(LAYER_METRICS) * n_layers].view(len(LAYER_METRICS), n_layers)
+        param_rows = values[len(LAYER_METRICS) * n_layers :].view(len(PARAM_METRICS), n_params)
         measured = []
         if self._gradient_rows is not None:
             layer_block, param_block = self._gradient_rows
@@ -180,7 +182,6 @@ class Probe:
             measured.append("activation")
         if self._order_handles and self.call_order:
             self._remove_order_hooks()
-        values = torch.cat([layer_rows.flatten(), param_rows.flatten()])
         self.completed.append(StepVector(self.step, time.time(), tuple(measured), values))
 
     def _arm_activations(self) -> None:

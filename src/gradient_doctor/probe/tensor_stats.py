@@ -34,14 +34,19 @@ _TINY_F32_PER_ENTRY = torch.finfo(torch.float32).tiny / 1e-7
 _HUGE_F32 = 1e30  # float32 sums of squares above this are near overflow: recompute
 
 
+_FLOATS = (torch.float32, torch.float64)
+
+
 def flat_view(tensor: Tensor) -> Tensor:
     """A flat float32/float64 view of a dense tensor's entries (values only for a sparse one)."""
+    if tensor.layout is torch.strided and tensor.dtype in _FLOATS and tensor.is_contiguous() and tensor.numel():
+        return tensor.detach().view(-1)  # the common case, without the checks below
     if tensor.is_sparse:
         tensor = tensor.coalesce().values()
     flat = tensor.detach().reshape(-1)
     if flat.numel() == 0:  # an empty tensor has no entries: all its sums and counts are zero
         return flat.new_zeros(1, dtype=torch.float32)
-    if flat.dtype not in (torch.float32, torch.float64):
+    if flat.dtype not in _FLOATS:
         flat = flat.float()
     return flat
 
@@ -52,7 +57,7 @@ def sum_of_squares(flats: list[Tensor], *, fast: bool | None = None) -> Tensor:
         return torch.zeros(0, dtype=torch.float64)
     if not _use_fast_path(flats, fast):
         return torch.stack(torch._foreach_norm(flats, 2, dtype=torch.float64)).square()
-    return _repair_sums(flats, _stack64([dot_self(f) for f in flats]))
+    return _repair_sums(flats, stack64([dot_self(f) for f in flats]))
 
 
 def tensor_stats(tensors: list[Tensor], *, detail: bool = True, fast: bool | None = None) -> Tensor:
@@ -68,13 +73,13 @@ def tensor_stats(tensors: list[Tensor], *, detail: bool = True, fast: bool | Non
         return torch.zeros(4, 0, dtype=torch.float64)
     if not _use_fast_path(flats, fast):
         return _stats_generic(flats, detail)
-    sums = _stack64([dot_self(f) for f in flats])
+    sums = stack64([dot_self(f) for f in flats])
     if detail:
         extremes = [torch.aminmax(f) for f in flats]
         max_abs = torch.maximum(
-            _stack64([hi for _, hi in extremes]), _stack64([lo for lo, _ in extremes]).neg()
+            stack64([hi for _, hi in extremes]), stack64([lo for lo, _ in extremes]).neg()
         )
-        nonzero = _stack64([count_nonzero_fast(f) for f in flats])
+        nonzero = stack64([count_nonzero_fast(f) for f in flats])
     else:
         max_abs = nonzero = torch.full_like(sums, math.nan)
     nonfinite = torch.zeros_like(sums)
@@ -97,7 +102,8 @@ def _use_fast_path(flats: list[Tensor], fast: bool | None) -> bool:
     return all(f.device.type == "cpu" for f in flats)
 
 
-def _stack64(scalars: list[Tensor]) -> Tensor:
+def stack64(scalars: list[Tensor]) -> Tensor:
+    """Float64 vector of 0-d tensors of any float/int dtypes, converting once."""
     if len({s.dtype for s in scalars}) > 1:
         scalars = [s.double() for s in scalars]
     return torch.stack(scalars).double()
@@ -143,6 +149,6 @@ def _stats_generic(flats: list[Tensor], detail: bool) -> Tensor:
     if not detail:
         nan = torch.full_like(sums, math.nan)
         return torch.stack([sums, nan, nan, numel - finite])
-    max_abs = _stack64(torch._foreach_norm(flats, math.inf))
+    max_abs = stack64(torch._foreach_norm(flats, math.inf))
     nonzero = torch.stack([torch.count_nonzero(f) for f in flats]).double()
     return torch.stack([sums, max_abs, nonzero, numel - finite])
