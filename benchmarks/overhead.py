@@ -18,7 +18,7 @@ still overlaps device work as in real training. Reported per configuration:
 * the ratio of total times, which also carries costs that land in only some rounds (the record's
   flush every `flush_every` steps, which medians over rounds shorter than that do not see).
 
-K is a multiple of the longest default cadence (25: details, updates and activations every 25th
+K is a multiple of the longest default cadence (50: details, updates and activations every 50th
 step) so that every round holds the same mix of watched steps. The watched loop calls `run.step(loss=loss)`, as
 the documented usage does. Results: a markdown table on stdout, and JSON (with every round's times)
 and markdown files `overhead-<device>.{json,md}` in `--out` (default `benchmarks/results`).
@@ -109,21 +109,21 @@ class TinyEncoder(nn.Module):
 
 
 def build_transformer(quick: bool) -> tuple[nn.Module, Tensor, Tensor]:
-    """TransformerEncoder, d_model 256, 4 layers, 4 heads, feed-forward 1024; seq 64, batch 32
+    """TransformerEncoder, d_model 256, 4 layers, 4 heads, feed-forward 1024; seq 64, batch 16
     (quick: d_model 64, seq 16, batch 4)."""
-    d_model, seq, batch = (64, 16, 4) if quick else (256, 64, 32)
+    d_model, seq, batch = (64, 16, 4) if quick else (256, 64, 16)
     tokens, targets = torch.randint(0, 1000, (batch, seq)), torch.randint(0, 10, (batch,))
     return TinyEncoder(seq=seq, d_model=d_model), tokens, targets
 
 
 WORKLOADS = {
     "mlp": Workload("mlp", "MLP 20×512 + ReLU, batch 256, SGD", build_mlp,
-                    lambda p: torch.optim.SGD(p, lr=0.01), steps=CADENCE_CYCLE, rounds=12),
+                    lambda p: torch.optim.SGD(p, lr=0.01), steps=CADENCE_CYCLE, rounds=10),
     "cnn": Workload("cnn", "CNN 3×(conv+BN+ReLU), 32×32×3, batch 64, SGD momentum", build_cnn,
-                    lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9), steps=CADENCE_CYCLE, rounds=12),
-    "transformer": Workload("transformer", "Transformer encoder d256 L4 H4 FF1024 pre-norm, seq 64, batch 32, Adam",
+                    lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9), steps=CADENCE_CYCLE, rounds=10),
+    "transformer": Workload("transformer", "Transformer encoder d256 L4 H4 FF1024 pre-norm, seq 64, batch 16, Adam",
                             build_transformer, lambda p: torch.optim.Adam(p, lr=1e-4), steps=CADENCE_CYCLE,
-                            rounds=4),
+                            rounds=3),
 }
 
 # -- watch configurations ------------------------------------------------------------------------

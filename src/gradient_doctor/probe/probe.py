@@ -38,15 +38,15 @@ class Cadence:
     """On which steps each group is measured: step k when k % period == 0 (0 turns a group off).
 
     Defaults: gradient norms and non-finite counts every step (one pass over each gradient);
-    max |g|, zero fractions and weight norms, updates and activations every 25th step (three more
+    max |g|, zero fractions and weight norms, updates and activations every 50th step (three more
     passes over the gradients and one over the weights; a transient copy of the parameters; a
     pass over every activation output).
     """
 
     every: int = 1
-    detail_every: int = 25
-    update_every: int = 25
-    activation_every: int = 25
+    detail_every: int = 50
+    update_every: int = 50
+    activation_every: int = 50
 
     def groups(self, step: int) -> tuple[str, ...]:
         due = (
