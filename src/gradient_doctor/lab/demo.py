@@ -1,4 +1,5 @@
-"""The demo: a deep sigmoid MLP trained under `gd.watch`, next to the same depth with ReLU + He init.
+"""The demo: a deep sigmoid MLP checked by `gd.checkup`, then trained under `gd.watch`, next to the
+same depth with ReLU + He init.
 
     >>> run_demo(steps=400)          # what `gradient-doctor demo` runs
 
@@ -21,6 +22,7 @@ from rich.progress import Progress
 from rich.table import Table
 from torch import nn
 
+from ..diagnose import Diagnosis, checkup
 from ..record import load
 from ..watch import watch
 
@@ -99,6 +101,8 @@ def run_demo(steps: int = 400, out: str | None = None, seed: int = 0, console: C
         ("relu, He init", deep_mlp(nn.ReLU, he_init=True, seed=seed), base / "relu-he"),
     ]
     console.rule(f"gradient-doctor demo: two {DEPTH}-hidden-layer MLPs, {steps} SGD steps each")
+    x_check = data[0][:128]
+    console.print(_preflight([(name, checkup(model, x_check)) for name, model, _ in nets]))
     results = []
     with Progress(console=console, transient=True) as progress:
         for name, model, log_dir in nets:
@@ -108,6 +112,21 @@ def run_demo(steps: int = 400, out: str | None = None, seed: int = 0, console: C
     console.print(_verdict(results))
     console.print(f"Run records: {base} (inspect with `gradient-doctor show {results[0].log_dir}`)")
     return results
+
+
+def _preflight(diagnoses: list[tuple[str, Diagnosis]]) -> Table:
+    """One row per model: what `gd.checkup` finds on one batch, before any training."""
+    table = Table(title="gd.checkup before training (one batch, weights untouched)", title_justify="left")
+    for column in ("model", "end-to-end ‖δ‖ first/last", "findings"):
+        table.add_column(column, justify="right" if column.startswith("end") else "left")
+    for name, diagnosis in diagnoses:
+        findings = "\n".join(
+            f"{f.severity} {f.kind} → {', '.join(f.remedies[:2])}"
+            for f in diagnosis.findings if f.severity != "info"
+        )
+        ratio = diagnosis.measurement.budget.end_to_end
+        table.add_row(name, f"{ratio:.2e}", findings or "healthy")
+    return table
 
 
 def _verdict(results: list[DemoResult]) -> Table:
