@@ -6,7 +6,7 @@ Prints each timing and the findings; the figures are recorded in docs/checkup.md
 """
 import time, torch
 from torch import nn
-from gradient_doctor.diagnose import checkup
+from gradient_doctor.diagnosis import checkup
 
 def timed(model, x, repeats):
     times = []

@@ -5,10 +5,11 @@
     ...     train(model, opt)
     >>> print(run.summary())
     >>> print(gd.checkup(model, x))  # before training: where the gradient vanishes or explodes, and why
+    >>> print(run.diagnose())        # after (or during) training: what went wrong in the run, where, and what to do
 """
 
 from ._version import __version__
-from .diagnose import CheckupError, Diagnosis, Finding, checkup
+from .diagnosis import CheckupError, Diagnosis, Finding, checkup, diagnose
 from .errors import GradientDoctorError, RecordError, RunClosedError
 from .record import Run, load
 from .watch import watch
@@ -23,6 +24,7 @@ __all__ = [
     "load",
     "watch",
     "checkup",
+    "diagnose",
     "Diagnosis",
     "Finding",
 ]

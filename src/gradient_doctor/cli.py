@@ -14,7 +14,7 @@ import sys
 from rich.console import Console
 
 from ._version import __version__
-from .diagnose.command import add_parser as add_checkup_parser
+from .diagnosis.command import add_parser as add_checkup_parser
 from .errors import GradientDoctorError
 
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
             run_demo(steps=args.steps, out=args.out, seed=args.seed, console=console)
         elif args.command == "checkup":
-            from .diagnose.command import run as run_checkup
+            from .diagnosis.command import run as run_checkup
 
             return run_checkup(args, console)
     except GradientDoctorError as err:

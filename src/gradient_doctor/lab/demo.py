@@ -22,7 +22,7 @@ from rich.progress import Progress
 from rich.table import Table
 from torch import nn
 
-from ..diagnose import Diagnosis, checkup
+from ..diagnosis import Diagnosis, checkup
 from ..record import load
 from ..watch import watch
 

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import pandas
     import rich.table
 
+    from ..diagnosis import Diagnosis
+
 
 class Run:
     """A run record with its reading API; a live run also holds the probe and takes `step()` calls."""
@@ -250,6 +252,15 @@ class Run:
         from ..report.terminal import summary_table  # presentation lives in report/
 
         return summary_table(self)
+
+    def diagnose(self, window: int | None = None) -> "Diagnosis":
+        """Findings over the last `window` steps (all when None), from the record alone: `run.diagnose().findings`.
+
+        Equal to `gd.diagnose(gd.load(log_dir))` of the same record. Rules and thresholds: docs/diagnose.md.
+        """
+        from ..diagnosis.run_diagnosis import diagnose  # diagnosis comes after the record in the data flow
+
+        return diagnose(self, window)
 
     def __repr__(self) -> str:
         state = "live" if not self._closed else "closed"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..budget import FADE
 from ..finding import Finding
-from ..remedies import init_for, ranked
+from ..remedies import for_vanishing
 from ..stats import Measurement
 from .attribution import activation_family, budget_layers, mechanism, orders, top_layers
 
@@ -26,10 +26,7 @@ def vanishing_gradient(m: Measurement) -> list[Finding]:
         return []
     cause = mechanism(b, sign=-1)
     family = activation_family(m.layers)
-    if cause == "activation" and family == "saturating":
-        remedies = ranked("swap_activation:relu", "he_init", "batch_norm", "residual", "reduce_depth")
-    else:
-        remedies = ranked(init_for(family), "orthogonal_init", "lsuv_init", "batch_norm", "residual", "reduce_depth")
+    remedies = for_vanishing(family, by_activations=cause == "activation")
     where = "activation derivatives" if cause == "activation" else "weight scale"
     return [Finding(
         kind="vanishing_gradient",

@@ -24,6 +24,10 @@ CATALOG: dict[str, str] = {
     "forget_gate_bias": "raise the LSTM forget-gate (GRU update-gate) bias to 1-3 (Jozefowicz et al. 2015; chrono)",
     "clip_grad_norm": "clip the global gradient norm each step (Pascanu et al. 2013)",
     "reduce_depth": "use fewer layers (or fewer time steps per truncated backprop window)",
+    "increase_lr": "raise the learning rate: the weights barely move from one step to the next",
+    "decrease_lr": "lower the learning rate (or warm it up): the steps overshoot",
+    "normalize_inputs": "standardise the inputs (zero mean, unit variance per feature): their scale saturates layer 1",
+    "decrease_weight_decay": "lower the optimizer's weight decay: it pulls the weights toward 0",
 }
 
 _INIT_FOR_FAMILY = {"rectifier": "he_init", "saturating": "xavier_init", "unknown": "lsuv_init"}
@@ -32,6 +36,17 @@ _INIT_FOR_FAMILY = {"rectifier": "he_init", "saturating": "xavier_init", "unknow
 def init_for(family: str) -> str:
     """The init remedy that matches an activation family: "rectifier", "saturating" or "unknown"."""
     return _INIT_FOR_FAMILY[family]
+
+
+def for_vanishing(family: str, by_activations: bool) -> list[str]:
+    """Vanishing through depth: swap saturating activations when they lose the gradient, else the matching init.
+
+    >>> for_vanishing("saturating", by_activations=True)[0]
+    'swap_activation:relu'
+    """
+    if by_activations and family == "saturating":
+        return ranked("swap_activation:relu", "he_init", "batch_norm", "residual", "reduce_depth")
+    return ranked(init_for(family), "orthogonal_init", "lsuv_init", "batch_norm", "residual", "reduce_depth")
 
 
 def ranked(*names: str) -> list[str]:

@@ -1,0 +1,21 @@
+"""The rules `run.diagnose()` applies, each a pure function `History -> list[Finding]` over a window of the run's
+record, in its own module with its thresholds and their reasons next to them (docs/diagnose.md collects them).
+
+    >>> findings = [f for rule in RUN_RULES for f in rule(read_history(run))]
+"""
+
+from .dead_units import dead_units
+from .divergence import loss_divergence
+from .exploding import exploding_gradient
+from .non_finite import non_finite
+from .plateau import loss_plateau
+from .saturation import saturated_activation
+from .vanishing import vanishing_gradient
+from .weights import weights_collapsing
+
+RUN_RULES = (
+    non_finite, vanishing_gradient, exploding_gradient, saturated_activation, dead_units, weights_collapsing,
+    loss_plateau, loss_divergence,
+)
+
+__all__ = ["RUN_RULES"]
