@@ -276,3 +276,22 @@ def test_diagnose_rejects_what_is_not_a_run(tmp_path):
     run = train(model, torch.optim.SGD(model.parameters(), lr=0.01), 3)
     with pytest.raises(ValueError, match="window must be a positive number of steps or None, got 0"):
         run.diagnose(window=0)
+
+
+def test_cli_show_prints_the_summary_and_the_diagnosis(tmp_path, capsys):
+    from gradient_doctor.cli import main
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gd.watch(model, opt, log_dir=tmp_path / "run") as run:
+        for _ in range(5):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(torch.randn(16, 4)), torch.randint(0, 2, (16,)))
+            loss.backward()
+            opt.step()
+            run.step(loss=loss)
+    assert main(["show", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "5 steps" in out and "healthy" in out
+    assert main(["show", str(tmp_path / "nothing-here")]) == 2

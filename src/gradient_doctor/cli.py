@@ -1,7 +1,7 @@
 """The `gradient-doctor` command line.
 
     $ gradient-doctor demo              # a deep sigmoid MLP, watched while it trains
-    $ gradient-doctor show runs/a       # the summary of a recorded run
+    $ gradient-doctor show runs/a       # the summary of a recorded run, then its diagnosis
     $ gradient-doctor checkup mypkg.models:build --input-shape 32 784   # one-batch preflight
     $ gradient-doctor --version
 """
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gradient-doctor {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    show = commands.add_parser("show", help="print the summary of a recorded run")
+    show = commands.add_parser("show", help="print the summary of a recorded run and its diagnosis")
     show.add_argument("log_dir", help="the log_dir given to gd.watch")
 
     demo = commands.add_parser("demo", help="watch a deep sigmoid MLP train and show where its gradient vanishes")
@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show":
             from .record import load
 
-            console.print(load(args.log_dir).summary())
+            run = load(args.log_dir)
+            console.print(run.summary())
+            console.print(run.diagnose())
         elif args.command == "demo":
             from .lab.demo import run_demo
 

@@ -69,7 +69,8 @@ def loss_plateau(h: History) -> list[Finding]:
         summary=f"the loss moved {trend.drift:+.3g} over {trend.points} steps against a noise of {trend.noise:.3g}"
                 + (f", still at its starting level ({h.loss_at_start:.4g})" if stuck else ", after earlier progress")
                 + (f"; explained by {cause.kind}" if stuck and cause is not None else "")
-                + (f"; the weights moved at most {movement:.2g} of their size" if stuck and movement else ""),
+                + (f"; the most-moving layer's relative updates add up to {movement:.2g}× its weight norm"
+                   if stuck and movement else ""),
     )]
 
 
