@@ -429,17 +429,37 @@ def test_step_after_close():
         run2.step()
 
 
-def test_step_before_first_optimizer_step():
+def test_step_before_first_optimizer_step_is_a_skipped_step_not_a_crash():
+    """GradScaler often skips the very first optimizer steps: run.step() must not raise there."""
     model = nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with gd.watch(model, opt) as run:
         loss = model(torch.randn(3, 2)).sum()
         loss.backward()
-        with pytest.raises(gd.GradientDoctorError, match="before the optimizer's first step"):
-            run.step(loss=loss)
+        with pytest.warns(RuntimeWarning, match="skipped step"):
+            run.step(loss=loss)  # no optimizer step yet: counted as skipped, attached nowhere
         opt.step()
-        run.step(loss=loss)  # fine now
+        run.step(loss=loss)
+    np.testing.assert_array_equal(run.steps, [0])
     np.testing.assert_array_equal(run.history("loss"), [loss.item()])
+    np.testing.assert_array_equal(run.history("skipped"), [1.0])
+
+
+def test_several_step_calls_after_one_optimizer_step_attach_to_it():
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no skipped-step warning: no forward pass between the calls
+        with gd.watch(model, opt) as run:
+            for k in range(2):
+                opt.zero_grad()
+                model(torch.randn(3, 2)).sum().backward()
+                opt.step()
+                run.step(loss=float(k))
+                run.step(acc=0.5 + k)
+    np.testing.assert_array_equal(run.history("loss"), [0.0, 1.0])
+    np.testing.assert_array_equal(run.history("acc"), [0.5, 1.5])
+    assert "skipped" not in run.metrics
 
 
 def test_step_with_non_scalar_or_non_number():

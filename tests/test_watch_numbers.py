@@ -731,3 +731,34 @@ def test_grad_scaler_steps_record_unscaled_gradients():
             twin_opt.step()
     assert scaler.get_scale() == 2.0 ** 12  # no step was skipped
     np.testing.assert_allclose(run.history("grad_norm")[:, WEIGHTED], want, rtol=RTOL)
+
+
+def test_grad_scaler_skipped_steps_are_counted_and_attach_no_metrics():
+    model = make_mlp(seed=11)
+    twin = copy.deepcopy(model)  # plain torch replay: the same updates, skipping the same iterations
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    twin_opt = torch.optim.SGD(twin.parameters(), lr=0.05)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12, growth_interval=1000)
+    overflow = {1, 2, 4}  # iterations whose scaled loss overflows: GradScaler skips optimizer.step()
+    want_grads, want_losses = [], []
+    with pytest.warns(RuntimeWarning, match="skipped step"):
+        with gd.watch(model, opt) as run:
+            for s in range(6):
+                x, y = mlp_batch(s)
+                opt.zero_grad()
+                loss = nn.functional.mse_loss(model(x), y)
+                scaler.scale(loss * (math.inf if s in overflow else 1.0)).backward()
+                scaler.step(opt)
+                scaler.update()
+                run.step(loss=loss)
+                if s not in overflow:
+                    twin_opt.zero_grad()
+                    twin_loss = nn.functional.mse_loss(twin(x), y)
+                    twin_loss.backward()
+                    want_grads.append(_own_grad_norms(twin, WEIGHTED))
+                    want_losses.append(float(twin_loss.detach()))
+                    twin_opt.step()
+    np.testing.assert_array_equal(run.steps, [0, 1, 2])  # iterations 0, 3, 5
+    np.testing.assert_allclose(run.history("loss"), want_losses, rtol=RTOL)
+    np.testing.assert_allclose(run.history("grad_norm")[:, WEIGHTED], want_grads, rtol=RTOL)
+    np.testing.assert_array_equal(run.history("skipped"), [NAN, 2.0, 1.0])

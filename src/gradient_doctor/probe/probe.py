@@ -97,6 +97,7 @@ class Probe:
         self.step = first_step
         self.completed: list[StepVector] = []
         self.call_order: list[int] = []  # layer indices in first-call order
+        self.forwards = 0  # grad-enabled forward passes of the whole model (tells iterations apart)
         self.disabled = False
         self.on_step_start = None  # called with no arguments as each optimizer step begins
         self._handles: list = []
@@ -109,6 +110,7 @@ class Probe:
         self._order_handles = [
             layer.module.register_forward_pre_hook(self._order_hook(i)) for i, layer in enumerate(self.layers)
         ]
+        self._handles.append(self.model.register_forward_pre_hook(self._count_forward))
         if self.optimizer is not None:
             self._handles.append(self.optimizer.register_step_pre_hook(lambda *_: self.before_optimizer_step()))
             self._handles.append(self.optimizer.register_step_post_hook(lambda *_: self.after_optimizer_step()))
@@ -192,6 +194,10 @@ class Probe:
             self.activations.arm()
         else:
             self.activations.disarm()
+
+    def _count_forward(self, module, inputs) -> None:
+        if torch.is_grad_enabled():
+            self.forwards += 1
 
     # -- forward order ---------------------------------------------------------------------
     def _order_hook(self, index: int):

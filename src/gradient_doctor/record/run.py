@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..errors import GradientDoctorError, RunClosedError
+from ..errors import RunClosedError
 from ..probe import LAYER_METRICS, PARAM_METRICS, Probe
 from ..probe.metrics import GROUPS
 from .store import LayerInfo, RunStore
@@ -40,6 +40,12 @@ class Run:
         self._positions_written: list[int] | None = None
         self._flush_failed = False
         self._closed = probe is None
+        # with an optimizer: the step count and forward count at the last run.step() call, and the
+        # iterations since then that ended without an optimizer step (GradScaler skipped it)
+        self._seen_step = probe.step if probe is not None else 0
+        self._seen_forwards = 0
+        self._skipped = 0
+        self._warned_skip = False
         if probe is not None:
             # flushing as the next optimizer step begins lets run.step(loss=...) land in the same flush
             probe.on_step_start = self._maybe_flush
@@ -51,30 +57,40 @@ class Run:
         With an optimizer, `optimizer.step()` counts steps; call this after it. Without one, this
         call is the step: gradient statistics are taken now, so call it after `backward()` and
         before `zero_grad()`. Tensors stay on their device until the next flush (no sync).
+
+        An iteration that ends without an optimizer step (`torch.amp.GradScaler` skips
+        `optimizer.step()` when it finds inf/NaN gradients) is told apart by the model's forward
+        pass since the last call: its metrics are attached to no step, and the next step records
+        `skipped`, the number of such iterations just before it. Several calls after one optimizer
+        step (no forward pass between them) all attach to that step.
         """
         probe = self._live_probe("step()")
+        checked = _checked_metrics({"loss": loss} | metrics)  # all or nothing: a bad value attaches none
         if probe.optimizer is None:
             probe.mark_step()
-        elif probe.step == probe.first_step:
-            raise GradientDoctorError(
-                "run.step(loss=...) was called before the optimizer's first step(). With an optimizer, "
-                "optimizer.step() counts the steps; call run.step(...) after it to attach the loss."
-            )
-        step = probe.step - 1
-        checked = []  # all or nothing: a rejected call attaches none of its values
-        for name, value in ({"loss": loss} | metrics).items():
-            if value is None:
-                continue
-            if isinstance(value, torch.Tensor):
-                if value.numel() != 1:
-                    raise ValueError(f"run.step: metric {name!r} must be a scalar, got a tensor of shape {tuple(value.shape)}")
-                value = value.detach().reshape(())
-            elif not isinstance(value, (int, float)):
-                raise TypeError(f"run.step: metric {name!r} must be a number or a scalar tensor, got {type(value).__name__}")
-            checked.append((step, name, value))
-        self._scalars += checked
+        elif probe.step == self._seen_step and (probe.forwards != self._seen_forwards or probe.step == probe.first_step):
+            self._count_skipped(probe)
+            return
+        elif probe.step != self._seen_step and self._skipped:
+            checked["skipped"], self._skipped = float(self._skipped), 0
+        self._seen_step, self._seen_forwards = probe.step, probe.forwards
+        self._scalars += [(probe.step - 1, name, value) for name, value in checked.items()]
         if probe.optimizer is None:
             self._maybe_flush()
+
+    def _count_skipped(self, probe: Probe) -> None:
+        self._skipped += 1
+        self._seen_forwards = probe.forwards
+        if not self._warned_skip:
+            self._warned_skip = True
+            warnings.warn(
+                "gradient-doctor: run.step() came after a new forward pass but no optimizer.step(): counted "
+                "as a skipped step (torch.amp.GradScaler skips optimizer.step() when it finds inf/NaN "
+                "gradients). Its metrics are attached to no step; the next step records 'skipped'. If your "
+                "loop calls run.step() before optimizer.step(), call it after. (Warned once per run.)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def flush(self) -> None:
         """Write the buffered steps to the record: one device→host transfer, one transaction."""
@@ -270,6 +286,22 @@ class Run:
     def _sync_for_read(self) -> None:
         if not self._closed and self._probe is not None:
             self.flush()
+
+
+def _checked_metrics(values: dict[str, Any]) -> dict[str, Any]:
+    """The metrics given to run.step(), scalar tensors detached (still on their device), None dropped."""
+    checked = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ValueError(f"run.step: metric {name!r} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+            value = value.detach().reshape(())
+        elif not isinstance(value, (int, float)):
+            raise TypeError(f"run.step: metric {name!r} must be a number or a scalar tensor, got {type(value).__name__}")
+        checked[name] = value
+    return checked
 
 
 def _align(steps: np.ndarray, at: np.ndarray, values: np.ndarray) -> np.ndarray:
