@@ -16,6 +16,7 @@ def test_demo_shows_vanishing_in_the_sigmoid_net_only(tmp_path):
     results = run_demo(steps=30, out=str(tmp_path), seed=0, console=Console(file=out, width=120))
     text = out.getvalue()
     assert "gd.checkup before training" in text and "critical vanishing_gradient" in text
+    assert "run.diagnose() after training" in text
     sigmoid, relu = results
     for result in results:  # the printed ratios are the record's, recomputed here with numpy
         run = gd.load(result.log_dir)

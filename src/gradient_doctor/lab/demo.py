@@ -102,7 +102,8 @@ def run_demo(steps: int = 400, out: str | None = None, seed: int = 0, console: C
     ]
     console.rule(f"gradient-doctor demo: two {DEPTH}-hidden-layer MLPs, {steps} SGD steps each")
     x_check = data[0][:128]
-    console.print(_preflight([(name, checkup(model, x_check)) for name, model, _ in nets]))
+    preflight = [(name, checkup(model, x_check)) for name, model, _ in nets]
+    console.print(_findings_table("gd.checkup before training (one batch, weights untouched)", preflight))
     results = []
     with Progress(console=console, transient=True) as progress:
         for name, model, log_dir in nets:
@@ -110,22 +111,22 @@ def run_demo(steps: int = 400, out: str | None = None, seed: int = 0, console: C
     for result in results:
         console.print(load(result.log_dir).summary())
     console.print(_verdict(results))
+    diagnoses = [(result.name, load(result.log_dir).diagnose()) for result in results]
+    console.print(_findings_table("run.diagnose() after training (from the records)", diagnoses))
     console.print(f"Run records: {base} (inspect with `gradient-doctor show {results[0].log_dir}`)")
     return results
 
 
-def _preflight(diagnoses: list[tuple[str, Diagnosis]]) -> Table:
-    """One row per model: what `gd.checkup` finds on one batch, before any training."""
-    table = Table(title="gd.checkup before training (one batch, weights untouched)", title_justify="left")
-    for column in ("model", "end-to-end ‖δ‖ first/last", "findings"):
-        table.add_column(column, justify="right" if column.startswith("end") else "left")
+def _findings_table(title: str, diagnoses: list[tuple[str, Diagnosis]]) -> Table:
+    """One row per model: its warning/critical findings with their top remedies, or "healthy"."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("model")
+    table.add_column("findings → first remedies")
     for name, diagnosis in diagnoses:
         findings = "\n".join(
-            f"{f.severity} {f.kind} → {', '.join(f.remedies[:2])}"
-            for f in diagnosis.findings if f.severity != "info"
+            f"{f.severity} {f.kind} → {', '.join(f.remedies[:2])}" for f in diagnosis.findings if f.severity != "info"
         )
-        ratio = diagnosis.measurement.budget.end_to_end
-        table.add_row(name, f"{ratio:.2e}", findings or "healthy")
+        table.add_row(name, findings or "healthy")
     return table
 
 
