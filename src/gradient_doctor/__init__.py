@@ -9,7 +9,7 @@
 """
 
 from ._version import __version__
-from .diagnosis import CheckupError, Diagnosis, Finding, checkup, diagnose
+from .diagnosis import CheckupError, Diagnosis, Finding, TrainingStopped, checkup, diagnose
 from .errors import GradientDoctorError, RecordError, RunClosedError
 from .record import Run, load
 from .watch import watch
@@ -20,6 +20,7 @@ __all__ = [
     "RecordError",
     "RunClosedError",
     "CheckupError",
+    "TrainingStopped",
     "Run",
     "load",
     "watch",

@@ -11,12 +11,15 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ._version import __version__
+from .diagnosis.finding import Finding
+from .diagnosis.live import LiveMonitor
 from .probe import SATURATION_EPS, Cadence, Probe
 from .record import LayerInfo, ParamInfo, Run, RunStore
 
@@ -34,6 +37,9 @@ def watch(
     flush_every: int = 100,
     resume: bool = False,
     saturation_eps: float = SATURATION_EPS,
+    on_finding: Callable[[Finding], object] | None = None,
+    stop_on: Iterable[str] = (),
+    check_every: int | None = None,
 ) -> Run:
     """Watch `model` while it trains; returns a live `Run` (a context manager; or call `run.close()`).
 
@@ -45,6 +51,11 @@ def watch(
     of the parameters during those optimizer steps); activation statistics every `activation_every`.
     Buffered steps are written to `log_dir` (SQLite, crash-safe) every `flush_every` steps with one
     device→host transfer; without `log_dir` the record lives in memory.
+
+    Live checks: with `on_finding` and/or `stop_on` (finding kinds, e.g. {"non_finite"}), the run is
+    diagnosed every `check_every` steps (default `flush_every`; each check is a flush); each new
+    warning/critical finding warns once and is passed to `on_finding`; a kind in `stop_on` raises
+    `gd.TrainingStopped` out of the next `optimizer.step()`. See `diagnosis/live.py`.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"gd.watch expects a torch.nn.Module as `model`, got {type(model).__name__}: {model!r:.80}")
@@ -62,6 +73,9 @@ def watch(
     _check_period("update_every", update_every)
     _check_period("activation_every", activation_every)
     _check_period("flush_every", flush_every, allow_zero=False)
+    monitor = None
+    if on_finding is not None or stop_on or check_every is not None:
+        monitor = LiveMonitor(on_finding, stop_on, flush_every if check_every is None else check_every)
 
     store = RunStore.create(log_dir, resume=resume)
     try:
@@ -80,7 +94,10 @@ def watch(
         store.close()
         raise
     probe.attach()
-    return Run(store, probe, flush_every=flush_every)
+    run = Run(store, probe, flush_every=flush_every)
+    if monitor is not None:
+        run.attach_monitor(monitor)
+    return run
 
 
 def _check_period(name: str, value: int, *, allow_zero: bool = True) -> None:

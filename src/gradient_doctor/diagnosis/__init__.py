@@ -7,9 +7,9 @@
 """
 
 from .checkup import checkup
-from .errors import CheckupError
+from .errors import CheckupError, TrainingStopped
 from .finding import Diagnosis, Finding
 from .remedies import CATALOG as REMEDIES
 from .run_diagnosis import diagnose
 
-__all__ = ["checkup", "CheckupError", "Diagnosis", "Finding", "REMEDIES", "diagnose"]
+__all__ = ["checkup", "CheckupError", "Diagnosis", "Finding", "REMEDIES", "TrainingStopped", "diagnose"]

@@ -46,6 +46,8 @@ class Run:
         self._seen_forwards = 0
         self._skipped = 0
         self._warned_skip = False
+        self._monitor = None  # live checks (diagnosis.live.LiveMonitor), attached by gd.watch
+        self._checked_at = self._seen_step
         if probe is not None:
             # flushing as the next optimizer step begins lets run.step(loss=...) land in the same flush
             probe.on_step_start = self._maybe_flush
@@ -162,7 +164,8 @@ class Run:
             warnings.warn(f"gradient-doctor: could not flush the run record on exit: {err}", RuntimeWarning)
 
     def _maybe_flush(self) -> None:
-        if len(self._probe.completed) < self._flush_every or self._flush_failed:
+        check_due = self._monitor is not None and self._probe.step - self._checked_at >= self._monitor.check_every
+        if (len(self._probe.completed) < self._flush_every and not check_due) or self._flush_failed:
             return
         try:
             self.flush()
@@ -173,6 +176,14 @@ class Run:
                 "and written at close().",
                 RuntimeWarning,
             )
+            return
+        if check_due:  # outside the try: TrainingStopped must reach the training loop
+            self._checked_at = self._probe.step
+            self._monitor.check(self)
+
+    def attach_monitor(self, monitor) -> None:
+        """Have `monitor.check(run)` called every `monitor.check_every` steps, after a flush (see diagnosis.live)."""
+        self._monitor = monitor
 
     def _live_probe(self, what: str) -> Probe:
         if self._closed or self._probe is None:

@@ -1,0 +1,73 @@
+"""Findings while training goes on: `gd.watch(..., on_finding=..., stop_on=..., check_every=...)`.
+
+    >>> with gd.watch(model, opt, on_finding=print, stop_on={"non_finite"}, check_every=50) as run:
+    ...     train(model, opt, run)      # raises gd.TrainingStopped at the first non-finite check
+
+Every `check_every` steps the run's buffered steps are flushed (the one device→host transfer a
+flush always is: no other sync) and `run.diagnose()` judges the recent window. Each warning or
+critical finding is reported once per (kind, scope): a RuntimeWarning, then `on_finding(finding)`;
+a kind in `stop_on` then raises `TrainingStopped`. A finding is seen at most `check_every` steps
+after the step that caused it. An internal error of the check warns once and switches the checks
+off; training goes on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from .errors import TrainingStopped
+from .finding import KINDS, Finding
+
+if TYPE_CHECKING:
+    from ..record import Run
+
+#: The window judged at each check: the last WINDOW_CHECKS checks' steps, and at least MIN_WINDOW steps,
+#: so that the rules' medians and trends have points at the default cadences (every 50th step for
+#: updates and activations) without re-reading the whole run at every check.
+WINDOW_CHECKS, MIN_WINDOW = 4, 200
+
+
+class LiveMonitor:
+    """Checks a live run's recent window and reports each new warning/critical finding once."""
+
+    def __init__(self, on_finding: Callable[[Finding], object] | None, stop_on: Iterable[str], check_every: int):
+        if on_finding is not None and not callable(on_finding):
+            raise TypeError(f"gd.watch: on_finding must be callable (finding) -> None, got {type(on_finding).__name__}")
+        if isinstance(stop_on, str):
+            stop_on = {stop_on}
+        self.stop_on = frozenset(stop_on)
+        unknown = sorted(self.stop_on - set(KINDS))
+        if unknown:
+            raise ValueError(f"gd.watch: stop_on takes finding kinds {list(KINDS)}; got {unknown}")
+        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
+            raise ValueError(f"gd.watch: check_every must be an integer ≥ 1, got {check_every!r}")
+        self.on_finding = on_finding
+        self.check_every = check_every
+        self.window = max(WINDOW_CHECKS * check_every, MIN_WINDOW)
+        self._reported: set[tuple[str, str]] = set()
+        self._enabled = True
+
+    def check(self, run: "Run") -> None:
+        """Diagnose the recent window; report new findings; raise TrainingStopped for a `stop_on` kind."""
+        if not self._enabled:
+            return
+        try:
+            findings = run.diagnose(window=self.window).findings
+        except Exception as err:  # never crash training over a check
+            self._enabled = False
+            warnings.warn(f"gradient-doctor: the live check failed and is switched off ({type(err).__name__}: {err})",
+                          RuntimeWarning, stacklevel=2)
+            return
+        for finding in findings:
+            key = (finding.kind, finding.scope)
+            if finding.severity == "info" or key in self._reported:
+                continue
+            self._reported.add(key)
+            warnings.warn(f"gradient-doctor: {finding.severity} {finding.kind} at {', '.join(finding.layers[:4]) or 'the run'}: "
+                          f"{finding.summary}", RuntimeWarning, stacklevel=2)
+            if self.on_finding is not None:
+                self.on_finding(finding)
+            if finding.kind in self.stop_on:
+                raise TrainingStopped(finding)
