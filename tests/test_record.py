@@ -649,3 +649,18 @@ def test_a_failed_flush_keeps_its_steps_for_close(tmp_path, monkeypatch):
     np.testing.assert_array_equal(loaded.steps, np.arange(6))
     np.testing.assert_array_equal(loaded.history("loss"), ref["loss"])
     np.testing.assert_allclose(loaded.history("grad_norm")[:, [0, 2, 3]], ref["grad_norm"][:, [0, 2, 3]], rtol=1e-5)
+
+
+def test_history_since_reads_only_the_later_steps(tmp_path):
+    model, opt = make_shuffled()
+    with gd.watch(model, opt, log_dir=tmp_path, detail_every=2, update_every=3, activation_every=2, flush_every=3) as run:
+        train_shuffled(model, opt, run, 9)
+    loaded = gd.load(tmp_path)
+    later = loaded.steps >= 5
+    for metric in loaded.metrics:
+        np.testing.assert_array_equal(loaded.history(metric, since=5), loaded.history(metric)[later], err_msg=metric)
+    np.testing.assert_array_equal(loaded.history("grad_norm", layer="head", since=5),
+                                  loaded.history("grad_norm", layer="head")[later])
+    np.testing.assert_array_equal(loaded.history("update_norm", layer="head.weight", since=7),
+                                  loaded.history("update_norm", layer="head.weight")[loaded.steps >= 7])
+    assert loaded.history("loss", since=100).shape == (0,)

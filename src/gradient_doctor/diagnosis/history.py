@@ -88,14 +88,15 @@ def read_history(run: "Run", window: int | None = None) -> History:
         raise ValueError(f"window must be a positive number of steps or None, got {window!r}")
     details = run.layer_details
     steps = run.steps
-    keep = np.ones(len(steps), dtype=bool) if window is None or not len(steps) else steps > steps[-1] - window
+    since = None if window is None or not len(steps) else int(steps[-1]) - window + 1
+    keep = steps >= (since if since is not None else -1)
     loss = run.history("loss") if "loss" in run.metrics else np.full(len(steps), np.nan)
     finite_loss = loss[np.isfinite(loss)]
     return History(
         layers=[layer.name for layer in details],
         numel=np.array([layer.numel for layer in details], dtype=np.int64),
         steps=steps[keep],
-        values={metric: run.history(metric)[keep] for metric in LAYER_METRICS},
+        values={metric: run.history(metric, since=since) for metric in LAYER_METRICS},  # the window's rows only
         loss=loss[keep],
         loss_at_start=float(np.median(finite_loss[:START_POINTS])) if finite_loss.size else float("nan"),
     )

@@ -227,34 +227,35 @@ class Run:
         self._sync_for_read()
         return list(LAYER_METRICS) + [n for n in self._store.scalar_names() if n not in LAYER_METRICS]
 
-    def history(self, metric: str, layer: str | None = None) -> np.ndarray:
+    def history(self, metric: str, layer: str | None = None, *, since: int | None = None) -> np.ndarray:
         """A metric over the recorded steps: steps × layers (forward order), or steps for one layer,
         one parameter tensor (``layer="fc1.weight"``) or a run-level metric such as ``loss``.
-        NaN where a step did not measure the metric."""
+        NaN where a step did not measure the metric. `since`: only the steps ≥ it (rows as in
+        `run.steps[run.steps >= since]`), read without touching the earlier ones."""
         self._sync_for_read()
-        steps = self._store.steps()
+        steps = self._store.steps(since)
         if metric in self._store.scalar_names() and metric not in LAYER_METRICS:
             if layer is not None:
                 raise ValueError(f"{metric!r} is a run-level metric; it has no per-layer values (got layer={layer!r})")
-            return _align(steps, *self._store.scalar(metric))
+            return _align(steps, *self._store.scalar(metric, since))
         if metric not in LAYER_METRICS:
             raise KeyError(f"unknown metric {metric!r}; this run has: {', '.join(self.metrics)}")
         if layer is None:
             layers = self._store.layers()
-            at, values = self._store.series("layer", metric, len(layers))
+            at, values = self._store.series("layer", metric, len(layers), since)
             return _align(steps, at, values)[:, [layer.idx for layer in layers]]
-        return self._one_entity(steps, metric, layer)
+        return self._one_entity(steps, metric, layer, since)
 
-    def _one_entity(self, steps: np.ndarray, metric: str, name: str) -> np.ndarray:
+    def _one_entity(self, steps: np.ndarray, metric: str, name: str, since: int | None) -> np.ndarray:
         layers = {layer.name: layer.idx for layer in self._store.layers()}
         if name in layers:
-            at, values = self._store.series("layer", metric, len(layers))
+            at, values = self._store.series("layer", metric, len(layers), since)
             return _align(steps, at, values)[:, layers[name]]
         params = {p.name: p.idx for p in self._store.params()}
         if name in params:
             if metric not in PARAM_METRICS:
                 raise ValueError(f"{metric!r} is measured per layer, not per parameter tensor ({name!r})")
-            at, values = self._store.series("param", metric, len(params))
+            at, values = self._store.series("param", metric, len(params), since)
             return _align(steps, at, values)[:, params[name]]
         known = list(layers)[:8]
         raise KeyError(f"no layer or parameter named {name!r}; layers include {known}")

@@ -204,8 +204,9 @@ class RunStore:
             for idx, name, shape, numel, rg, layers in self._query("SELECT * FROM params ORDER BY idx")
         ]
 
-    def steps(self) -> np.ndarray:
-        return np.array([s for (s,) in self._query("SELECT step FROM steps ORDER BY step")], dtype=np.int64)
+    def steps(self, since: int | None = None) -> np.ndarray:
+        rows = self._query("SELECT step FROM steps WHERE step >= ? ORDER BY step", (_first(since),))
+        return np.array([s for (s,) in rows], dtype=np.int64)
 
     def step_times(self) -> np.ndarray:
         return np.array([t for (t,) in self._query("SELECT time FROM steps ORDER BY step")], dtype=np.float64)
@@ -214,10 +215,11 @@ class RunStore:
         (last,) = self._query("SELECT max(step) FROM steps")[0]
         return last
 
-    def series(self, entity: str, metric: str, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """(steps, values[steps, width]) of every blob stored for `metric` of `entity`."""
+    def series(self, entity: str, metric: str, width: int, since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values[steps, width]) of every blob stored for `metric` of `entity` (at steps ≥ `since`)."""
         rows = self._query(
-            "SELECT step, data FROM series WHERE entity = ? AND metric = ? ORDER BY step", (entity, metric)
+            "SELECT step, data FROM series WHERE entity = ? AND metric = ? AND step >= ? ORDER BY step",
+            (entity, metric, _first(since)),
         )
         steps = np.array([s for s, _ in rows], dtype=np.int64)
         values = np.full((len(rows), width), np.nan)
@@ -234,8 +236,10 @@ class RunStore:
     def scalar_names(self) -> list[str]:
         return [n for (n,) in self._query("SELECT DISTINCT name FROM step_values ORDER BY name")]
 
-    def scalar(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        rows = self._query("SELECT step, value FROM step_values WHERE name = ? ORDER BY step", (name,))
+    def scalar(self, name: str, since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        rows = self._query(
+            "SELECT step, value FROM step_values WHERE name = ? AND step >= ? ORDER BY step", (name, _first(since))
+        )
         return np.array([s for s, _ in rows], dtype=np.int64), np.array(
             [np.nan if v is None else v for _, v in rows], dtype=np.float64
         )
@@ -246,3 +250,7 @@ class RunStore:
         except sqlite3.DatabaseError as err:
             raise RecordError(f"cannot read run record {str(self.path)!r}: {err}") from err
 
+
+def _first(since: int | None) -> int:
+    """The first step a read covers: all of them (-1 and up; steps are 0-based) when `since` is None."""
+    return -1 if since is None else int(since)
