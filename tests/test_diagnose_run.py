@@ -295,3 +295,49 @@ def test_cli_show_prints_the_summary_and_the_diagnosis(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "5 steps" in out and "healthy" in out
     assert main(["show", str(tmp_path / "nothing-here")]) == 2
+
+
+class AddingRNN(nn.Module):
+    """A recurrent net reading the adding problem's two channels, predicting from its last step."""
+
+    def __init__(self, kind=nn.RNN, hidden=16):
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = kind(2, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+
+
+def adding_batch(g: torch.Generator, n: int = 16, steps: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """The adding problem (Hochreiter & Schmidhuber 1997): the target is the sum of the two marked values."""
+    values = torch.rand(n, steps, generator=g)
+    marks = torch.zeros(n, steps)
+    for row in range(n):
+        first, second = torch.randperm(steps // 2, generator=g)[0], steps // 2 + torch.randperm(steps // 2, generator=g)[0]
+        marks[row, first] = marks[row, second] = 1.0
+    return torch.stack([values, marks], dim=2), (values * marks).sum(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("kind", [nn.RNN, nn.LSTM])
+def test_recurrent_net_on_the_adding_problem_vanishes_through_time(kind):
+    model = AddingRNN(kind)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(3)
+    with torch.backends.mkldnn.flags(enabled=False):  # oneDNN's CPU LSTM is ~40x slower in this torch build
+        with gd.watch(model, opt, activation_every=5) as run:
+            for _ in range(30):
+                x, y = adding_batch(g)
+                opt.zero_grad()
+                loss = nn.functional.mse_loss(model(x), y)
+                loss.backward()
+                opt.step()
+                run.step(loss=loss)
+    timewise = [f for f in run.diagnose().findings if f.scope == "time"]
+    assert [(f.kind, f.layers) for f in timewise] == [("vanishing_gradient", ["rnn"])]
+    assert timewise[0].severity == "critical" and timewise[0].remedies[0] == ("lstm" if kind is nn.RNN else "forget_gate_bias")
+    ratios = run.history("time_ratio", layer="rnn")
+    assert np.isfinite(ratios).sum() == 6  # steps 0, 5, ..., 25
+    assert timewise[0].evidence["time_ratio_median"] == pytest.approx(float(np.nanmedian(ratios)), rel=1e-3)

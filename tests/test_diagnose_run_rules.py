@@ -3,6 +3,8 @@ against its own noise (checked against a plain-numpy Theil–Sen line)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -133,3 +135,17 @@ def test_vanishing_needs_both_the_gradient_and_the_update_gap():
     # frozen (no update recorded while other layers have theirs)
     frozen = np.tile([np.nan, np.nan, 0.1, np.nan], (steps, 1))
     assert vanishing_gradient(history(steps, grad_norm=grad, weight_norm=weight, update_norm=frozen)) == []
+
+
+@pytest.mark.parametrize("level, severity", [(0.5, None), (1e-2, None), (1e-4, "warning"), (1e-9, "critical")])
+def test_time_ratio_thresholds(level, severity):
+    from gradient_doctor.diagnosis.run_rules.time import through_time
+
+    ratio = np.full((40, len(LAYERS)), np.nan)
+    ratio[::10, 0] = level * np.array([0.5, 1.0, 2.0, 1.0])  # recorded every 10th step; median = level
+    h = dataclasses.replace(history(40, time_ratio=ratio), kinds=["LSTM", "ReLU", "Linear", "ReLU"])
+    found = through_time(h)
+    assert [f.severity for f in found] == ([] if severity is None else [severity])
+    if found:
+        assert found[0].scope == "time" and found[0].layers == ["0"] and found[0].remedies[0] == "forget_gate_bias"
+        assert found[0].evidence["time_ratio_median"] == pytest.approx(level, rel=1e-3)

@@ -762,3 +762,47 @@ def test_grad_scaler_skipped_steps_are_counted_and_attach_no_metrics():
     np.testing.assert_allclose(run.history("loss"), want_losses, rtol=RTOL)
     np.testing.assert_allclose(run.history("grad_norm")[:, WEIGHTED], want_grads, rtol=RTOL)
     np.testing.assert_array_equal(run.history("skipped"), [NAN, 2.0, 1.0])
+
+
+class LastStep(nn.Module):
+    """A recurrent module read at its last time step (the adding problem's shape of loss)."""
+
+    def __init__(self, kind, batch_first):
+        super().__init__()
+        torch.manual_seed(4)
+        self.rnn = kind(3, 6, batch_first=batch_first)
+        self.head = nn.Linear(6, 1)
+        self.batch_first = batch_first
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1] if self.batch_first else out[-1])
+
+
+@pytest.mark.parametrize("kind, batch_first", [(nn.RNN, True), (nn.LSTM, False), (nn.GRU, True)])
+def test_time_ratio_is_the_input_gradient_through_time_and_changes_no_parameter_gradient(kind, batch_first):
+    model = LastStep(kind, batch_first)
+    twin = copy.deepcopy(model)  # plain torch: the same steps, with the input gradient asked for explicitly
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    twin_opt = torch.optim.SGD(twin.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(5)
+    want = []
+    with gd.watch(model, opt, activation_every=2) as run:
+        for s in range(4):
+            x = torch.randn(5, 12, 3, generator=g)
+            x = x if batch_first else x.transpose(0, 1).contiguous()
+            y = torch.randn(5, 1, generator=g)
+            opt.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+            leaf = x.clone().requires_grad_(True)
+            twin_opt.zero_grad()
+            nn.functional.mse_loss(twin(leaf), y).backward()
+            per_step = leaf.grad.double().movedim(1 if batch_first else 0, 0).reshape(12, -1).norm(dim=1)
+            want.append(float(per_step[0] / per_step[-1]) if s % 2 == 0 else NAN)
+            for p, q in zip(model.parameters(), twin.parameters()):
+                torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=0)
+            twin_opt.step()
+    np.testing.assert_allclose(run.history("time_ratio", layer="rnn"), want, rtol=RTOL)
+    assert 0 < want[0] < 1  # the gradient fades back through time at init
+    assert np.isnan(run.history("time_ratio", layer="head")).all()

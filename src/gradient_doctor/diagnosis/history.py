@@ -12,7 +12,7 @@ Reading goes through the public `Run` API only (`layer_details`, `steps`, `histo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +37,7 @@ class History:
     values: dict[str, np.ndarray]  # per-layer metric -> steps × layers
     loss: np.ndarray  # per step; all NaN when the run recorded no loss
     loss_at_start: float  # median of the run's first START_POINTS finite losses (before the window too)
+    kinds: list[str] = field(default_factory=list)  # module class names, forward order ("" when unknown)
 
     def trainable(self) -> list[int]:
         """Indices of the weight layers that trained in the window: a layer with no gradient on any step (frozen
@@ -99,4 +100,5 @@ def read_history(run: "Run", window: int | None = None) -> History:
         values={metric: run.history(metric, since=since) for metric in LAYER_METRICS},  # the window's rows only
         loss=loss[keep],
         loss_at_start=float(np.median(finite_loss[:START_POINTS])) if finite_loss.size else float("nan"),
+        kinds=[layer.kind for layer in details],
     )

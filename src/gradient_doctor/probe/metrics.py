@@ -7,7 +7,8 @@ A group is measured together on the same steps, at its own cadence: gradient nor
 non-finite counts on every `every`-th step (one pass over each gradient); the gradient's max |g| and
 zero fraction, and the weight norms, on every `detail_every`-th (three more passes over the
 gradients and one over the weights); updates on every `update_every`-th; activations on every
-`activation_every`-th. Where a metric was not measured, or does not apply, the record holds NaN.
+`activation_every`-th (with `time_ratio`, ‖∂L/∂x_1‖ / ‖∂L/∂x_T‖ of recurrent layers' input sequences).
+Where a metric was not measured, or does not apply, the record holds NaN.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 GRADIENT = ("grad_norm", "nonfinite")
 DETAIL = ("grad_max", "grad_zero_frac", "weight_norm")
 UPDATE = ("update_norm",)
-ACTIVATION = ("act_mean", "act_std", "saturated_frac", "zero_frac", "dead_frac")
+ACTIVATION = ("act_mean", "act_std", "saturated_frac", "zero_frac", "dead_frac", "time_ratio")
 
 #: Per-layer metrics, in the order of the rows of a step's layer block.
 LAYER_METRICS: tuple[str, ...] = GRADIENT + DETAIL + UPDATE + ACTIVATION

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .activations import ActivationProbe
+from .recurrent import TimeProbe
 from .gradients import UpdateTracker, gradient_blocks, weight_norms
 from .layers import SATURATION_EPS, discover
 from .metrics import LAYER_METRICS, PARAM_METRICS
@@ -31,7 +32,8 @@ _NORM_ROWS = slice(LAYER_METRICS.index("grad_norm"), LAYER_METRICS.index("nonfin
 _DETAIL_ROWS = slice(LAYER_METRICS.index("grad_max"), LAYER_METRICS.index("grad_zero_frac") + 1)
 _WEIGHT_ROW = LAYER_METRICS.index("weight_norm")
 _UPDATE_ROW = LAYER_METRICS.index("update_norm")
-_ACTIVATION_ROWS = slice(LAYER_METRICS.index("act_mean"), None)
+_ACTIVATION_ROWS = slice(LAYER_METRICS.index("act_mean"), LAYER_METRICS.index("dead_frac") + 1)
+_TIME_ROW = LAYER_METRICS.index("time_ratio")
 
 @dataclass(frozen=True)
 class Cadence:
@@ -92,6 +94,11 @@ class Probe:
         self.activations = ActivationProbe(self.layers, saturation_eps) if activations else None
         if self.activations is not None:
             self.activations.on_error = self._fail
+        self.time = TimeProbe(self.layers) if activations else None
+        if self.time is not None and not self.time.recurrent:
+            self.time = None
+        if self.time is not None:
+            self.time.on_error = self._fail
         self._width = len(LAYER_METRICS) * len(self.layers) + len(PARAM_METRICS) * len(self.params)
         self.first_step = first_step
         self.step = first_step
@@ -121,8 +128,9 @@ class Probe:
             handle.remove()
         self._handles, self._order_handles = [], []
         self.updates.discard()
-        if self.activations is not None:
-            self.activations.disarm()
+        for probe in (self.activations, self.time):
+            if probe is not None:
+                probe.disarm()
 
     @property
     def forward_order(self) -> list[int]:
@@ -179,8 +187,10 @@ class Probe:
         if self.updates.pending:
             layer_rows[_UPDATE_ROW], param_rows[_UPDATE_ROW] = self.updates.measure()
             measured.append("update")
-        if self.activations is not None and self.activations.active:
+        if "activation" in groups and self.activations is not None and not self.disabled:
             layer_rows[_ACTIVATION_ROWS] = self.activations.collect()
+            if self.time is not None:
+                layer_rows[_TIME_ROW] = self.time.collect()
             measured.append("activation")
         if self._order_handles and self.call_order:
             self._remove_order_hooks()
@@ -190,10 +200,10 @@ class Probe:
         """Hooks on for a step that measures activations, off (no cost) for the others."""
         if self.activations is None or self.disabled:
             return
-        if "activation" in self.cadence.groups(self.step):
-            self.activations.arm()
-        else:
-            self.activations.disarm()
+        due = "activation" in self.cadence.groups(self.step)
+        for probe in (self.activations, self.time):
+            if probe is not None:
+                (probe.arm if due else probe.disarm)()
 
     def _count_forward(self, module, inputs) -> None:
         if torch.is_grad_enabled():
@@ -226,8 +236,9 @@ class Probe:
             return
         self.disabled = True
         self.updates.discard()
-        if self.activations is not None:
-            self.activations.disarm()
+        for probe in (self.activations, self.time):
+            if probe is not None:
+                probe.disarm()
         warnings.warn(
             f"gradient-doctor: the probe hit an internal error and switched itself off; "
             f"training goes on unwatched. Error: {type(err).__name__}: {err}",

@@ -18,7 +18,7 @@ from ..remedies import ranked
 from ..stats import Measurement, TimeStats
 from .exploding import CRITICAL as EXPLODING_CRITICAL
 
-_VANISHING_REMEDIES = {
+VANISHING_REMEDIES = {
     "RNN": ("lstm", "gru", "orthogonal_init", "reduce_depth"),
     "LSTM": ("forget_gate_bias", "orthogonal_init", "reduce_depth"),
     "GRU": ("forget_gate_bias", "orthogonal_init", "reduce_depth"),
@@ -49,7 +49,7 @@ def _vanishing(t: TimeStats) -> Finding | None:
                   "cannot be learned from" if lost else f"; the sequence has {t.steps}"))
     return Finding(kind="vanishing_gradient", severity="critical" if lost else "info", scope="time",
                    layers=[t.name], evidence=_evidence(t),
-                   remedies=ranked(*_VANISHING_REMEDIES[t.kind]), summary=summary)
+                   remedies=ranked(*VANISHING_REMEDIES[t.kind]), summary=summary)
 
 
 def _exploding(t: TimeStats) -> Finding | None:
