@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .armed import ArmedHooks
 from .layers import SATURATION_EPS, ActivationSpec, Layer, unit_dim
 from .tensor_stats import count_nonzero_fast, flat_view, stack64, sum_of_squares
 
@@ -42,37 +43,24 @@ class _Call:
     unit_max: Tensor | None  # per-unit max |y| over everything but the unit axis
 
 
-class ActivationProbe:
-    """Forward hooks on activation layers that accumulate statistics while `active` is set."""
+class ActivationProbe(ArmedHooks):
+    """Forward hooks on activation layers that accumulate statistics while armed."""
 
     def __init__(self, layers: list[Layer], saturation_eps: float = SATURATION_EPS):
+        super().__init__()
         self.layers = layers
         self.saturation_eps = saturation_eps
-        self.on_error = None  # set by the owner: called with the exception, disables the probe
         self._calls: list[_Call] = []
-        self._handles: list = []
-        self._failed = False
 
-    @property
-    def active(self) -> bool:
-        """Whether the hooks are registered (and measuring) for the coming step."""
-        return bool(self._handles)
+    def _register(self) -> list:
+        return [
+            layer.module.register_forward_hook(self._hook_for(i))
+            for i, layer in enumerate(self.layers)
+            if layer.activation is not None
+        ]
 
-    def arm(self) -> None:
-        """Register the forward hooks (if not yet) and forget any earlier calls."""
+    def _forget(self) -> None:
         self._calls = []
-        if not self._handles and not self._failed:
-            self._handles = [
-                layer.module.register_forward_hook(self._hook_for(i))
-                for i, layer in enumerate(self.layers)
-                if layer.activation is not None
-            ]
-
-    def disarm(self) -> None:
-        """Remove every hook and forget the calls measured so far."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles, self._calls = [], []
 
     def _hook_for(self, index: int):
         spec = self.layers[index].activation
@@ -83,9 +71,7 @@ class ActivationProbe:
             try:
                 self._calls.append(self._measure(index, output, spec))
             except Exception as err:  # never crash the user's forward pass
-                self._failed = True
-                if self.on_error is not None:
-                    self.on_error(err)
+                self._fail(err)
 
         return hook
 

@@ -19,40 +19,30 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .armed import ArmedHooks
 from .layers import Layer
 
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 _NAN = float("nan")
 
 
-class TimeProbe:
+class TimeProbe(ArmedHooks):
     """Per-step first/last time-step input-gradient ratios of the recurrent layers (on the device)."""
 
     def __init__(self, layers: list[Layer]):
+        super().__init__()
         self.layers = layers
         self.recurrent = [i for i, layer in enumerate(layers) if isinstance(layer.module, RECURRENT)]
-        self.on_error = None  # set by the owner: called with the exception, disables the probe
         self._ratios: dict[int, Tensor] = {}
-        self._handles: list = []
-        self._failed = False
 
-    @property
-    def active(self) -> bool:
-        return bool(self._handles)
+    def _register(self) -> list:
+        return [
+            self.layers[i].module.register_forward_pre_hook(self._pre_hook(i), with_kwargs=True)
+            for i in self.recurrent
+        ]
 
-    def arm(self) -> None:
-        """Register the forward pre-hooks (if not yet) and forget any earlier measurement."""
+    def _forget(self) -> None:
         self._ratios = {}
-        if not self._handles and not self._failed:
-            self._handles = [
-                self.layers[i].module.register_forward_pre_hook(self._pre_hook(i), with_kwargs=True)
-                for i in self.recurrent
-            ]
-
-    def disarm(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles, self._ratios = [], {}
 
     def collect(self) -> Tensor:
         """Float64 [n_layers]: the step's ratio per recurrent layer (NaN where not measured), then reset."""
@@ -98,8 +88,3 @@ class TimeProbe:
                 self._fail(err)
 
         return hook
-
-    def _fail(self, err: Exception) -> None:
-        self._failed = True
-        if self.on_error is not None:
-            self.on_error(err)
