@@ -341,3 +341,27 @@ def test_recurrent_net_on_the_adding_problem_vanishes_through_time(kind):
     ratios = run.history("time_ratio", layer="rnn")
     assert np.isfinite(ratios).sum() == 6  # steps 0, 5, ..., 25
     assert timewise[0].evidence["time_ratio_median"] == pytest.approx(float(np.nanmedian(ratios)), rel=1e-3)
+
+
+def test_fp16_autocast_with_grad_scaler_on_a_healthy_net_is_healthy():
+    """The scaler's start-up skips are recorded, reach no rule, and make no finding."""
+    model = mlp(4, nn.ReLU, he=True)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu")  # starts at 2^16: the first iterations overflow in float16
+    x, y = data()
+    iterations = 150
+    with pytest.warns(RuntimeWarning, match="skipped step"):
+        with gd.watch(model, opt, detail_every=1, update_every=1, activation_every=1) as run:
+            for xb, yb in batches(x, y, iterations):
+                opt.zero_grad()
+                with torch.autocast("cpu", dtype=torch.float16):
+                    loss = nn.functional.mse_loss(model(xb).float(), yb)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                run.step(loss=loss)
+    skipped = np.nansum(run.history("skipped"))
+    assert skipped >= 1 and len(run.steps) + skipped == iterations
+    assert scaler.get_scale() == 2.0 ** 16 / 2 ** skipped  # each skip halved the scale
+    diag = run.diagnose()
+    assert diag.healthy and not kinds(diag) & {"exploding_gradient", "non_finite"}

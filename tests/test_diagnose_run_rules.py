@@ -149,3 +149,18 @@ def test_time_ratio_thresholds(level, severity):
     if found:
         assert found[0].scope == "time" and found[0].layers == ["0"] and found[0].remedies[0] == "forget_gate_bias"
         assert found[0].evidence["time_ratio_median"] == pytest.approx(level, rel=1e-3)
+
+
+@pytest.mark.parametrize("skipped_total, severity", [(3, None), (40, "warning"), (120, "critical")])
+def test_persistent_skips(skipped_total, severity):
+    from gradient_doctor.diagnosis.run_rules.skipped import persistent_skips
+
+    skipped = np.zeros(100)
+    skipped[10 : 10 + skipped_total // 2] = 1.0  # iterations skipped just before these steps
+    skipped[60] += skipped_total - skipped_total // 2
+    found = persistent_skips(dataclasses.replace(history(100), skipped=skipped))
+    assert [f.severity for f in found] == ([] if severity is None else [severity])
+    if found:
+        assert found[0].kind == "non_finite" and found[0].evidence["skipped"] == skipped_total
+        assert found[0].evidence["skipped_fraction"] == pytest.approx(skipped_total / (100 + skipped_total), rel=1e-3)
+        assert found[0].evidence["first_step_after_skips"] == 10

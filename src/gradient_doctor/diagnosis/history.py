@@ -38,6 +38,7 @@ class History:
     loss: np.ndarray  # per step; all NaN when the run recorded no loss
     loss_at_start: float  # median of the run's first START_POINTS finite losses (before the window too)
     kinds: list[str] = field(default_factory=list)  # module class names, forward order ("" when unknown)
+    skipped: np.ndarray | None = None  # per step: iterations skipped just before it (GradScaler); None: not recorded
 
     def trainable(self) -> list[int]:
         """Indices of the weight layers that trained in the window: a layer with no gradient on any step (frozen
@@ -91,8 +92,10 @@ def read_history(run: "Run", window: int | None = None) -> History:
     steps = run.steps
     since = None if window is None or not len(steps) else int(steps[-1]) - window + 1
     keep = steps >= (since if since is not None else -1)
-    loss = run.history("loss") if "loss" in run.metrics else np.full(len(steps), np.nan)
+    metrics = run.metrics
+    loss = run.history("loss") if "loss" in metrics else np.full(len(steps), np.nan)
     finite_loss = loss[np.isfinite(loss)]
+    skipped = np.nan_to_num(run.history("skipped", since=since)) if "skipped" in metrics else None
     return History(
         layers=[layer.name for layer in details],
         numel=np.array([layer.numel for layer in details], dtype=np.int64),
@@ -101,4 +104,5 @@ def read_history(run: "Run", window: int | None = None) -> History:
         loss=loss[keep],
         loss_at_start=float(np.median(finite_loss[:START_POINTS])) if finite_loss.size else float("nan"),
         kinds=[layer.kind for layer in details],
+        skipped=skipped,
     )

@@ -10,13 +10,14 @@ from .exploding import exploding_gradient
 from .non_finite import non_finite
 from .plateau import loss_plateau
 from .saturation import saturated_activation
+from .skipped import persistent_skips
 from .time import through_time
 from .vanishing import vanishing_gradient
 from .weights import weights_collapsing
 
 RUN_RULES = (
-    non_finite, vanishing_gradient, through_time, exploding_gradient, saturated_activation, dead_units, weights_collapsing,
-    loss_plateau, loss_divergence,
+    non_finite, persistent_skips, vanishing_gradient, through_time, exploding_gradient, saturated_activation,
+    dead_units, weights_collapsing, loss_plateau, loss_divergence,
 )
 
 __all__ = ["RUN_RULES"]
