@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..probe.recurrent import RECURRENT
 from .budget import FADE
 from .calling import readout
 from .hookset import HookSet
 from .stats import TimeStats
 
-RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
 
 
 @dataclass

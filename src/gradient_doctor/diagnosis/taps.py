@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..probe.layers import SATURATION_EPS, Layer, unit_dim
+from ..probe.layers import Layer, saturated_count, unit_dim, unit_maxima
 from ..probe.tensor_stats import flat_view, sum_of_squares
 from .hookset import HookSet
 
@@ -94,13 +94,9 @@ class LayerTaps(HookSet):
     def _activation(self, index: int, values: Tensor) -> None:
         spec = self.layers[index].activation
         if spec.bounds is not None:  # saturated: within SATURATION_EPS of the range from a bound
-            low, high = spec.bounds
-            margin = (high - low) * (0.5 - SATURATION_EPS)
-            self.saturated.setdefault(index, []).append(((values - (low + high) / 2).abs() >= margin).sum())
+            self.saturated.setdefault(index, []).append(saturated_count(values, spec.bounds))
         if spec.rectified:  # a unit is dead when it is zero on every sample of every call
-            axis = unit_dim(values)
-            unit_max = values.abs().amax(dim=[d for d in range(values.dim()) if d != axis]) if values.dim() > 1 \
-                else values.abs()
+            unit_max = unit_maxima(values)
             seen = self.unit_max.get(index, unit_max)
             same = seen is not None and seen.shape == unit_max.shape
             self.unit_max[index] = torch.maximum(seen, unit_max) if same else None

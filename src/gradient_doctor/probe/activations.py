@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .armed import ArmedHooks
-from .layers import SATURATION_EPS, ActivationSpec, Layer, unit_dim
+from .layers import SATURATION_EPS, ActivationSpec, Layer, saturated_count, unit_maxima
 from .tensor_stats import count_nonzero_fast, flat_view, stack64, sum_of_squares
 
 N_METRICS = 5
@@ -86,18 +86,10 @@ class ActivationProbe(ArmedHooks):
         squares = sum_of_squares([flat - shift])[0]
         saturated = nonzero = unit_max = None
         if spec.bounds is not None:
-            low, high = spec.bounds
-            half = (high - low) / 2
-            margin = half - self.saturation_eps * (high - low)
-            saturated = ((flat - (low + half)).abs_() >= margin).sum()
+            saturated = saturated_count(flat, spec.bounds, self.saturation_eps)
         if spec.rectified:
-            values = output.detach()
             nonzero = count_nonzero_fast(flat, nonnegative=spec.nonnegative)
-            magnitudes = values if spec.nonnegative else values.abs()
-            if values.dim() > 1:
-                axis = unit_dim(values)
-                magnitudes = magnitudes.amax(dim=[d for d in range(values.dim()) if d != axis])
-            unit_max = magnitudes
+            unit_max = unit_maxima(output.detach(), nonnegative=spec.nonnegative)
         return _Call(index, n, total, shift, squares, saturated, nonzero, unit_max)
 
     def collect(self) -> Tensor:

@@ -115,3 +115,19 @@ def unit_dim(output: torch.Tensor) -> int:
     if output.dim() == 1:
         return 0
     return output.dim() - 1 if output.dim() == 3 else 1
+
+
+def saturated_count(values: torch.Tensor, bounds: tuple[float, float], eps: float = SATURATION_EPS) -> torch.Tensor:
+    """How many entries of `values` lie within `eps` of the output range from one of `bounds` (a 0-d tensor)."""
+    low, high = bounds
+    half = (high - low) / 2
+    return ((values - (low + half)).abs_() >= half - eps * (high - low)).sum()
+
+
+def unit_maxima(values: torch.Tensor, *, nonnegative: bool = False) -> torch.Tensor:
+    """Per unit (the `unit_dim` axis), the max |y| over every other axis; a unit is dead where it is 0."""
+    magnitudes = values if nonnegative else values.abs()
+    if values.dim() > 1:
+        axis = unit_dim(values)
+        magnitudes = magnitudes.amax(dim=[d for d in range(values.dim()) if d != axis])
+    return magnitudes

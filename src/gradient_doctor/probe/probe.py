@@ -21,10 +21,10 @@ import torch
 from torch import Tensor, nn
 
 from .activations import ActivationProbe
-from .recurrent import TimeProbe
 from .gradients import UpdateTracker, gradient_blocks, weight_norms
 from .layers import SATURATION_EPS, discover
 from .metrics import LAYER_METRICS, PARAM_METRICS
+from .recurrent import TimeProbe
 from .rollup import Rollup
 
 # rows of a step's blocks (see metrics.py): the gradient block's four rows land in two groups
@@ -34,6 +34,7 @@ _WEIGHT_ROW = LAYER_METRICS.index("weight_norm")
 _UPDATE_ROW = LAYER_METRICS.index("update_norm")
 _ACTIVATION_ROWS = slice(LAYER_METRICS.index("act_mean"), LAYER_METRICS.index("dead_frac") + 1)
 _TIME_ROW = LAYER_METRICS.index("time_ratio")
+
 
 @dataclass(frozen=True)
 class Cadence:
@@ -92,13 +93,11 @@ class Probe:
         tracked = [i for i, t in enumerate(self.tensors) if id(t) in in_optimizer]
         self.updates = UpdateTracker(self.tensors, tracked, self.rollup)
         self.activations = ActivationProbe(self.layers, saturation_eps) if activations else None
-        if self.activations is not None:
-            self.activations.on_error = self._fail
-        self.time = TimeProbe(self.layers) if activations else None
-        if self.time is not None and not self.time.recurrent:
-            self.time = None
-        if self.time is not None:
-            self.time.on_error = self._fail
+        time = TimeProbe(self.layers) if activations else None
+        self.time = time if time is not None and time.recurrent else None  # only models with RNN/LSTM/GRU
+        for armed in (self.activations, self.time):
+            if armed is not None:
+                armed.on_error = self._fail
         self._width = len(LAYER_METRICS) * len(self.layers) + len(PARAM_METRICS) * len(self.params)
         self.first_step = first_step
         self.step = first_step
