@@ -210,7 +210,7 @@ def test_vanilla_rnn_vanishes_through_time_and_the_profile_matches_plain_torch()
     x = torch.randn(200, 4, 4)
     diag = checkup(LastStep(rnn), x, seed=2)
     finding = kinds(diag)[("vanishing_gradient", "time")]
-    assert finding.layers == ["rnn"] and finding.remedies[0] == "lstm"
+    assert finding.layers == ["rnn"] and finding.remedies[0] == "to_lstm"
     profile = diag.measurement.recurrent[0]
     expected = time_reference(rnn, x, seed=2).numpy()
     measured = expected > 1e-30  # below that both are denormal or zero: compared exactly below

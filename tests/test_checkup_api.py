@@ -220,5 +220,5 @@ def test_findings_and_remedies_accept_only_the_documented_names():
         Finding("dead_units", "fatal", "depth", [], {})
     with pytest.raises(ValueError, match="catalog"):
         ranked("he_init", "magic_init")
-    assert ranked("he_init", "batch_norm", "he_init") == ["he_init", "batch_norm"]
+    assert ranked("he_init", "insert_norm:batch", "he_init") == ["he_init", "insert_norm:batch"]
     assert all(isinstance(text, str) and text for text in CATALOG.values())

@@ -337,7 +337,7 @@ def test_recurrent_net_on_the_adding_problem_vanishes_through_time(kind):
                 run.step(loss=loss)
     timewise = [f for f in run.diagnose().findings if f.scope == "time"]
     assert [(f.kind, f.layers) for f in timewise] == [("vanishing_gradient", ["rnn"])]
-    assert timewise[0].severity == "critical" and timewise[0].remedies[0] == ("lstm" if kind is nn.RNN else "forget_gate_bias")
+    assert timewise[0].severity == "critical" and timewise[0].remedies[0] == ("to_lstm" if kind is nn.RNN else "forget_gate_bias")
     ratios = run.history("time_ratio", layer="rnn")
     assert np.isfinite(ratios).sum() == 6  # steps 0, 5, ..., 25
     assert timewise[0].evidence["time_ratio_median"] == pytest.approx(float(np.nanmedian(ratios)), rel=1e-3)

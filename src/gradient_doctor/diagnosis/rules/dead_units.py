@@ -36,6 +36,6 @@ def dead_units(m: Measurement) -> list[Finding]:
         layers=list(hit),
         evidence={"dead_frac": hit, "threshold": WARNING,
                   "samples_per_unit": min(layer.samples_per_unit for layer in m.layers if layer.name in hit)},
-        remedies=ranked("he_init", "swap_activation:leaky_relu", "batch_norm"),
+        remedies=ranked("he_init", "swap_activation:leaky_relu", "insert_norm:batch"),
         summary=f"{len(hit)} rectifier layer(s) have at least {WARNING:.0%} of units zero on every sample",
     )]

@@ -38,10 +38,10 @@ def exploding_gradient(m: Measurement) -> list[Finding]:
         return []
     family = activation_family(m.layers)
     if backward > GROWTH:
-        remedies = ranked(init_for(family), "lsuv_init", "clip_grad_norm", "batch_norm", "reduce_depth")
+        remedies = ranked(init_for(family), "lsuv_init", "clip_grad_norm", "insert_norm:batch", "reduce_depth")
         layers = top_layers([layer for layer in m.layers if layer.name in backward_run], sign=+1)
     else:
-        remedies = ranked(init_for(family), "lsuv_init", "batch_norm", "layer_norm")
+        remedies = ranked(init_for(family), "lsuv_init", "insert_norm:batch", "insert_norm:layer")
         layers = forward_run
     which = " and ".join(w for w, g in (("backward signal", backward), ("forward activations", forward)) if g > GROWTH)
     return [Finding(

@@ -28,6 +28,6 @@ def saturated_activation(m: Measurement) -> list[Finding]:
     return [Finding(
         kind="saturated_activation", severity="warning", scope="depth", layers=list(hit),
         evidence={"saturated_frac": hit, "threshold": THRESHOLD},
-        remedies=ranked("xavier_init", "lsuv_init", "batch_norm", "swap_activation:relu"),
+        remedies=ranked("xavier_init", "lsuv_init", "insert_norm:batch", "swap_activation:relu"),
         summary=f"{len(hit)} activation layer(s) have more than {THRESHOLD:.0%} of outputs saturated",
     )]

@@ -19,7 +19,7 @@ from ..stats import Measurement, TimeStats
 from .exploding import CRITICAL as EXPLODING_CRITICAL
 
 VANISHING_REMEDIES = {
-    "RNN": ("lstm", "gru", "orthogonal_init", "reduce_depth"),
+    "RNN": ("to_lstm", "to_gru", "orthogonal_init", "reduce_depth"),
     "LSTM": ("forget_gate_bias", "orthogonal_init", "reduce_depth"),
     "GRU": ("forget_gate_bias", "orthogonal_init", "reduce_depth"),
 }

@@ -36,7 +36,7 @@ def dead_units(h: History) -> list[Finding]:
         evidence={"dead_frac_min": {h.layers[i]: rounded(lowest[i]) for i in hit},
                   "dead_frac_median": {h.layers[i]: rounded(median(dead[:, i])) for i in hit},
                   "threshold": WARNING, "steps": int(len(h.steps))},
-        remedies=ranked("he_init", "swap_activation:leaky_relu", "batch_norm"),
+        remedies=ranked("he_init", "swap_activation:leaky_relu", "insert_norm:batch"),
         summary=f"{len(hit)} rectifier layer(s) have at least {WARNING:.0%} of units zero on every sample of every "
                 f"one of {len(h.steps)} steps",
     )]

@@ -30,7 +30,7 @@ def loss_divergence(h: History) -> list[Finding]:
         kind="loss_divergence", severity="critical" if critical else "warning", scope="run", layers=[],
         evidence={"drift": rounded(trend.drift), "noise": rounded(trend.noise), "start": rounded(trend.start),
                   "end": rounded(trend.end), "points": trend.points, "diverge_sigmas": DIVERGE_SIGMAS},
-        remedies=ranked("decrease_lr", "clip_grad_norm", "batch_norm"),
+        remedies=ranked("decrease_lr", "clip_grad_norm", "insert_norm:batch"),
         summary=f"the loss rose {trend.drift:+.3g} over {trend.points} steps against a noise of {trend.noise:.3g} "
                 f"(from {trend.start:.4g} to {trend.end:.4g})",
     )]

@@ -56,8 +56,8 @@ def exploding_gradient(h: History) -> list[Finding]:
         kind="exploding_gradient", severity=severity, scope="run", layers=layers,
         evidence={"first_step": first_step, "gradient": gradient, "forward": forward,
                   "enter_ratio": GROWTH, "exit_ratio": 10 ** EXIT_ORDERS, "sustained_points": SUSTAINED_POINTS},
-        remedies=ranked("clip_grad_norm", "decrease_lr", init_for(h.activation_family()), "batch_norm")
-        if gradient else ranked(init_for(h.activation_family()), "decrease_lr", "batch_norm", "layer_norm"),
+        remedies=ranked("clip_grad_norm", "decrease_lr", init_for(h.activation_family()), "insert_norm:batch")
+        if gradient else ranked(init_for(h.activation_family()), "decrease_lr", "insert_norm:batch", "insert_norm:layer"),
         summary=f"{where} of {len(layers)} layer(s) rose above {GROWTH:.3g}x their early level from step {first_step}"
                 + (" and stayed there" if severity == "critical" else
                    " in recurring spikes" if severity == "warning" else " once (an isolated spike)"),

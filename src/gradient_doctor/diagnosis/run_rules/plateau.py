@@ -53,11 +53,11 @@ def loss_plateau(h: History) -> list[Finding]:
     elif cause is not None:
         remedies = cause.remedies
     elif movement is None:  # updates not recorded: the commonest cause first
-        remedies = ranked("increase_lr", "batch_norm")
+        remedies = ranked("increase_lr", "insert_norm:batch")
     elif movement < TINY_MOVEMENT:
         remedies = ranked("increase_lr")
     else:  # the weights move, the loss does not: steps that overshoot, or poor conditioning
-        remedies = ranked("decrease_lr", "batch_norm", "lsuv_init")
+        remedies = ranked("decrease_lr", "insert_norm:batch", "lsuv_init")
     return [Finding(
         kind="loss_plateau", severity="warning" if stuck else "info", scope="run", layers=[],
         evidence={"drift": rounded(trend.drift), "noise": rounded(trend.noise), "start": rounded(trend.start),

@@ -39,7 +39,7 @@ def saturated_activation(h: History) -> list[Finding]:
     later = [i for i in columns if first is not None and i > first]
     inputs_likely = bool(first in hit and sat[np.isfinite(sat[:, first]), first][0] > THRESHOLD
                          and (not later or any(i not in hit for i in later)))
-    remedies = ("xavier_init", "lsuv_init", "batch_norm", "swap_activation:relu")
+    remedies = ("xavier_init", "lsuv_init", "insert_norm:batch", "swap_activation:relu")
     return [Finding(
         kind="saturated_activation", severity="warning", scope="depth", layers=[h.layers[i] for i in hit],
         evidence={

@@ -44,7 +44,7 @@ def weights_collapsing(h: History) -> list[Finding]:
         evidence={"ratio": {name: rounded(r) for name, (r, _) in hit.items()},
                   "early_norm": {name: rounded(early) for name, (_, early) in hit.items()},
                   "threshold": WARNING, "critical_below": CRITICAL, "steps": int(len(h.steps))},
-        remedies=ranked("decrease_weight_decay", init_for(h.activation_family()), "batch_norm"),
+        remedies=ranked("decrease_weight_decay", init_for(h.activation_family()), "insert_norm:batch"),
         summary=f"the weight norm of {len(hit)} layer(s) fell to {worst:.2g} of its early level over "
                 f"{len(h.steps)} steps",
     )]
