@@ -1,4 +1,5 @@
-"""What a diagnosis says: findings (kind, severity, scope, layers, evidence, remedies) and the Diagnosis.
+"""What a diagnosis says: findings (kind, severity, scope, layers, evidence, ranked remedies with a rationale
+line each) and the Diagnosis.
 
     >>> diag = gd.checkup(model, x)
     >>> diag.healthy, [f.kind for f in diag.findings]
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 KINDS = (
     "vanishing_gradient", "exploding_gradient", "saturated_activation", "dead_units",
-    "non_finite", "weights_collapsing", "loss_plateau", "loss_divergence",
+    "non_finite", "weights_collapsing", "loss_plateau", "loss_divergence", "loss_oscillation",
 )
 SEVERITIES = ("info", "warning", "critical")
 SCOPES = ("depth", "time", "run")
@@ -30,7 +31,8 @@ SCOPES = ("depth", "time", "run")
 class Finding:
     """One located problem.
 
-    >>> Finding("dead_units", "warning", "depth", ["3"], {"dead_frac": {"3": 0.8}}, ["he_init"])
+    >>> Finding("dead_units", "warning", "depth", ["3"], {"dead_frac": {"3": 0.8}}, ["he_init"],
+    ...         rationale={"he_init": "80% of layer 3's units dead → he_init"})
     """
 
     kind: str
@@ -40,12 +42,16 @@ class Finding:
     evidence: dict
     remedies: list[str] = field(default_factory=list)
     summary: str = ""  # one sentence: what was measured and what it means
+    rationale: dict[str, str] = field(default_factory=dict)  # remedy -> one line tied to this finding's numbers
 
     def __post_init__(self) -> None:
         for value, allowed, what in ((self.kind, KINDS, "kind"), (self.severity, SEVERITIES, "severity"),
                                      (self.scope, SCOPES, "scope")):
             if value not in allowed:
                 raise ValueError(f"Finding.{what} must be one of {allowed}; got {value!r}")
+        stray = sorted(set(self.rationale) - set(self.remedies))
+        if stray:
+            raise ValueError(f"Finding.rationale may only explain the ranked remedies {self.remedies}; got {stray}")
 
     def to_dict(self) -> dict:
         return json_safe(asdict(self))

@@ -70,7 +70,7 @@ def ranked(*names: str) -> list[str]:
     """`names` in order, duplicates dropped; every name must be in the catalog.
 
     >>> ranked("he_init", "insert_norm:batch", "he_init")
-    ['he_init', 'batch_norm']
+    ['he_init', 'insert_norm:batch']
     """
     unknown = [n for n in names if n not in CATALOG]
     if unknown:

@@ -107,7 +107,8 @@ def time_table(m: "Measurement") -> Table:
 
 
 def finding_text(f: "Finding") -> Text:
-    """`finding_text(diag.findings[0]).plain`: severity, kind, scope, layers, summary, evidence, ranked remedies."""
+    """`finding_text(diag.findings[0]).plain`: severity, kind, scope, layers, summary, evidence, ranked remedies
+    (the first with its rationale line)."""
     text = Text()
     text.append(f"\n{f.severity.upper()} ", style=_STYLE[f.severity])
     text.append(f"{f.kind} ({f.scope})", style="bold")
@@ -121,6 +122,8 @@ def finding_text(f: "Finding") -> Text:
     for rank, name in enumerate(f.remedies, 1):
         text.append(f"\n  {rank}. {name}", style="green" if rank == 1 else "")
         text.append(f" — {CATALOG[name]}", style="dim")
+        if rank == 1 and name in f.rationale:
+            text.append(f"\n     why: {f.rationale[name]}")
     return text
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from ..finding import Finding
+from ..rationale import rationale
 from ..remedies import ranked
 from ..stats import Measurement
 
@@ -31,11 +32,14 @@ def dead_units(m: Measurement) -> list[Finding]:
            and layer.dead_frac >= WARNING}
     if not hit:
         return []
+    worst = max(hit, key=hit.get)
+    remedies = ranked("he_init", "swap_activation:leaky_relu", "insert_norm:batch")
     return [Finding(
         kind="dead_units", severity="critical" if max(hit.values()) >= CRITICAL else "warning", scope="depth",
         layers=list(hit),
         evidence={"dead_frac": hit, "threshold": WARNING,
                   "samples_per_unit": min(layer.samples_per_unit for layer in m.layers if layer.name in hit)},
-        remedies=ranked("he_init", "swap_activation:leaky_relu", "insert_norm:batch"),
+        remedies=remedies,
         summary=f"{len(hit)} rectifier layer(s) have at least {WARNING:.0%} of units zero on every sample",
+        rationale=rationale(remedies, f"{hit[worst]:.0%} of layer {worst}'s units zero on every sample of the batch"),
     )]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from ..budget import GROWTH
 from ..finding import Finding
+from ..rationale import rationale
 from ..remedies import init_for, ranked
 from ..stats import LayerStats, Measurement
 from .attribution import activation_family, budget_layers, mechanism, orders, top_layers
@@ -43,6 +44,10 @@ def exploding_gradient(m: Measurement) -> list[Finding]:
     else:
         remedies = ranked(init_for(family), "lsuv_init", "insert_norm:batch", "insert_norm:layer")
         layers = forward_run
+    growth, growth_run, signal = (backward, backward_run, "backward signal") if backward > GROWTH else \
+        (forward, forward_run, "forward activations' RMS")
+    measured = f"the {signal} grows x{growth:.3g}{_over(growth_run)}" + \
+        (f"; δ ratio first/last {b.through_depth:.3g}" if backward > GROWTH else "")
     which = " and ".join(w for w, g in (("backward signal", backward), ("forward activations", forward)) if g > GROWTH)
     return [Finding(
         kind="exploding_gradient",
@@ -59,7 +64,7 @@ def exploding_gradient(m: Measurement) -> list[Finding]:
             "orders_gained_by_activations": orders(b.by_role["activation"]),
             "orders_gained_by_weights": orders(b.by_role["weights"]),
         },
-        remedies=remedies,
+        remedies=remedies, rationale=rationale(remedies, measured),
         summary=f"the {which} grow layer after layer with no normalisation between: backward x{backward:.3g}"
                 f"{_over(backward_run)}, forward x{forward:.3g}{_over(forward_run)}; δ ratio first/last "
                 f"{b.through_depth:.3g}",

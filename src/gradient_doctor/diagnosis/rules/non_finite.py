@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from ..finding import Finding
+from ..rationale import rationale
 from ..remedies import init_for, ranked
 from ..stats import Measurement
 from .attribution import activation_family
@@ -35,9 +36,10 @@ def non_finite(m: Measurement) -> list[Finding]:
 
 
 def _finding(where: str, layers: list[str], found: dict, remedies: list[str]) -> Finding:
+    summary = f"inf/NaN in the {where}" + (f" of {', '.join(layers)}" if layers else "")
     return Finding(
         kind="non_finite", severity="critical", scope="depth", layers=layers,
         evidence={"where": where, "first": layers[0] if layers else None, "layers": found},
         remedies=remedies,
-        summary=f"inf/NaN in the {where}" + (f" of {', '.join(layers)}" if layers else ""),
+        summary=summary, rationale=rationale(remedies, summary),
     )

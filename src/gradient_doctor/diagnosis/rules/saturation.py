@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from ..finding import Finding
+from ..rationale import rationale
 from ..remedies import ranked
 from ..stats import Measurement
 
@@ -25,9 +26,13 @@ def saturated_activation(m: Measurement) -> list[Finding]:
            if math.isfinite(layer.saturated_frac) and layer.saturated_frac > THRESHOLD}
     if not hit:
         return []
+    worst = max(hit, key=hit.get)
+    kind = next(layer.kind for layer in m.layers if layer.name == worst)
+    remedies = ranked("xavier_init", "lsuv_init", "insert_norm:batch", "swap_activation:relu")
     return [Finding(
         kind="saturated_activation", severity="warning", scope="depth", layers=list(hit),
         evidence={"saturated_frac": hit, "threshold": THRESHOLD},
-        remedies=ranked("xavier_init", "lsuv_init", "insert_norm:batch", "swap_activation:relu"),
+        remedies=remedies,
         summary=f"{len(hit)} activation layer(s) have more than {THRESHOLD:.0%} of outputs saturated",
+        rationale=rationale(remedies, f"{hit[worst]:.0%} of layer {worst}'s {kind} outputs saturated"),
     )]

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..budget import FADE, GROWTH
 from ..finding import Finding
+from ..rationale import rationale
 from ..remedies import ranked
 from ..stats import Measurement, TimeStats
 from .exploding import CRITICAL as EXPLODING_CRITICAL
@@ -47,9 +48,12 @@ def _vanishing(t: TimeStats) -> Finding | None:
     summary = (f"the gradient from the last step falls below {FADE:.2g} of its size after {t.horizon} steps back"
                + (f" and below the dtype's resolution ({t.eps:.2g}) after {t.resolution_horizon}: earlier steps "
                   "cannot be learned from" if lost else f"; the sequence has {t.steps}"))
+    remedies = ranked(*VANISHING_REMEDIES[t.kind])
+    measured = f"the gradient at the first of {t.steps} steps of {t.name} is {t.relative[0]:.2g} of the last step's"
+    horizon = f"its memory horizon is {t.horizon} of {t.steps} steps"
     return Finding(kind="vanishing_gradient", severity="critical" if lost else "info", scope="time",
-                   layers=[t.name], evidence=_evidence(t),
-                   remedies=ranked(*VANISHING_REMEDIES[t.kind]), summary=summary)
+                   layers=[t.name], evidence=_evidence(t), remedies=remedies, summary=summary,
+                   rationale=rationale(remedies, measured, {remedies[0]: horizon}))
 
 
 def _exploding(t: TimeStats) -> Finding | None:
@@ -57,7 +61,8 @@ def _exploding(t: TimeStats) -> Finding | None:
     peak = float(np.nanmax(earlier)) if earlier.size and not np.isnan(earlier).all() else float("nan")
     if not peak > GROWTH:
         return None
+    remedies = ranked("clip_grad_norm", "orthogonal_init")
+    summary = f"an earlier step of {t.name} gets {peak:.3g}x the last step's gradient"
     return Finding(kind="exploding_gradient", severity="critical" if peak > EXPLODING_CRITICAL else "warning",
                    scope="time", layers=[t.name], evidence={**_evidence(t), "peak_ratio": peak},
-                   remedies=ranked("clip_grad_norm", "orthogonal_init"),
-                   summary=f"an earlier step gets {peak:.3g}x the last step's gradient")
+                   remedies=remedies, summary=summary, rationale=rationale(remedies, summary))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..budget import FADE
 from ..finding import Finding
+from ..rationale import rationale
 from ..remedies import for_vanishing
 from ..stats import Measurement
 from .attribution import activation_family, budget_layers, mechanism, orders, top_layers
@@ -28,6 +29,10 @@ def vanishing_gradient(m: Measurement) -> list[Finding]:
     family = activation_family(m.layers)
     remedies = for_vanishing(family, by_activations=cause == "activation")
     where = "activation derivatives" if cause == "activation" else "weight scale"
+    measured = f"the gradient reaching {b.first} is {r:.2g} of the one at {b.last} " \
+               f"(depth {b.depth} > 6ξ = {6 * b.xi:.3g} layers)"
+    split = f"activation derivatives lose {-b.by_role['activation']:.2f} orders of magnitude, weights " \
+            f"{-b.by_role['weights']:.2f}"
     return [Finding(
         kind="vanishing_gradient",
         severity="critical" if r < CRITICAL else "warning",
@@ -41,7 +46,6 @@ def vanishing_gradient(m: Measurement) -> list[Finding]:
             "orders_lost_by_recurrent_layers": orders(b.by_role["recurrent"]),
             "orders_unattributed": orders(b.remainder),
         },
-        remedies=remedies,
-        summary=f"the gradient reaching {b.first} is {r:.2g} of the one at {b.last} "
-                f"(depth {b.depth} > 6ξ = {6 * b.xi:.3g} layers); lost mostly to {where}",
+        remedies=remedies, rationale=rationale(remedies, measured, {remedies[0]: split}),
+        summary=f"{measured}; lost mostly to {where}",
     )]

@@ -8,6 +8,7 @@ from .dead_units import dead_units
 from .divergence import loss_divergence
 from .exploding import exploding_gradient
 from .non_finite import non_finite
+from .oscillation import loss_oscillation
 from .plateau import loss_plateau
 from .saturation import saturated_activation
 from .skipped import persistent_skips
@@ -17,7 +18,7 @@ from .weights import weights_collapsing
 
 RUN_RULES = (
     non_finite, persistent_skips, vanishing_gradient, through_time, exploding_gradient, saturated_activation,
-    dead_units, weights_collapsing, loss_plateau, loss_divergence,
+    dead_units, weights_collapsing, loss_plateau, loss_divergence, loss_oscillation,
 )
 
 __all__ = ["RUN_RULES"]

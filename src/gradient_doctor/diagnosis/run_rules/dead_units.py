@@ -11,6 +11,7 @@ import numpy as np
 
 from ..finding import Finding
 from ..history import History
+from ..rationale import rationale
 from ..remedies import ranked
 from ..rules.dead_units import CRITICAL, WARNING
 from .series import median, rounded
@@ -30,13 +31,16 @@ def dead_units(h: History) -> list[Finding]:
     hit = [i for i in columns if lowest[i] >= WARNING]
     if not hit:
         return []
+    worst = max(hit, key=lambda i: lowest[i])
+    remedies = ranked("he_init", "swap_activation:leaky_relu", "insert_norm:batch")
+    measured = f"{lowest[worst]:.0%} of layer {h.layers[worst]}'s units dead on every one of {len(h.steps)} steps"
     return [Finding(
         kind="dead_units", severity="critical" if max(lowest[i] for i in hit) >= CRITICAL else "warning",
         scope="depth", layers=[h.layers[i] for i in hit],
         evidence={"dead_frac_min": {h.layers[i]: rounded(lowest[i]) for i in hit},
                   "dead_frac_median": {h.layers[i]: rounded(median(dead[:, i])) for i in hit},
                   "threshold": WARNING, "steps": int(len(h.steps))},
-        remedies=ranked("he_init", "swap_activation:leaky_relu", "insert_norm:batch"),
+        remedies=remedies, rationale=rationale(remedies, measured),
         summary=f"{len(hit)} rectifier layer(s) have at least {WARNING:.0%} of units zero on every sample of every "
                 f"one of {len(h.steps)} steps",
     )]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..budget import GROWTH
 from ..finding import Finding
 from ..history import History
+from ..rationale import rationale
 from ..remedies import ranked
 from .loss_trend import loss_trend
 from .series import rounded
@@ -26,11 +27,12 @@ def loss_divergence(h: History) -> list[Finding]:
     if trend is None or not (trend.drift > DIVERGE_SIGMAS * trend.noise and trend.end > trend.start):
         return []
     critical = trend.start > 0 and trend.end > GROWTH * trend.start
+    remedies = ranked("decrease_lr", "clip_grad_norm", "insert_norm:batch")
+    measured = f"the loss rose {trend.drift:+.3g} over {trend.points} steps against a noise of {trend.noise:.3g}"
     return [Finding(
         kind="loss_divergence", severity="critical" if critical else "warning", scope="run", layers=[],
         evidence={"drift": rounded(trend.drift), "noise": rounded(trend.noise), "start": rounded(trend.start),
                   "end": rounded(trend.end), "points": trend.points, "diverge_sigmas": DIVERGE_SIGMAS},
-        remedies=ranked("decrease_lr", "clip_grad_norm", "insert_norm:batch"),
-        summary=f"the loss rose {trend.drift:+.3g} over {trend.points} steps against a noise of {trend.noise:.3g} "
-                f"(from {trend.start:.4g} to {trend.end:.4g})",
+        remedies=remedies, rationale=rationale(remedies, measured),
+        summary=f"{measured} (from {trend.start:.4g} to {trend.end:.4g})",
     )]

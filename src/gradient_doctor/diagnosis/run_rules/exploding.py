@@ -19,6 +19,7 @@ import numpy as np
 from ..budget import GROWTH
 from ..finding import Finding
 from ..history import History
+from ..rationale import rationale
 from ..remedies import init_for, ranked
 from .series import episodes, head, noise, rounded
 
@@ -52,12 +53,20 @@ def exploding_gradient(h: History) -> list[Finding]:
     first_step = min(j["first_step"] for j in judged.values())
     layers = [name for name in h.layers if name in judged]
     where = " and ".join(w for w, part in (("gradient norms", gradient), ("activation spread", forward)) if part)
+    family = h.activation_family()
+    remedies = ranked("clip_grad_norm", "decrease_lr", init_for(family), "insert_norm:batch") if gradient else \
+        ranked(init_for(family), "decrease_lr", "insert_norm:batch", "insert_norm:layer")
+    name = max(judged, key=lambda layer: judged[layer]["peak_ratio"])
+    worst = judged[name]
+    peak = f"{worst['peak_ratio']:.3g}x its early level" if math.isfinite(worst["peak_ratio"]) else "inf/NaN"
+    measured = f"layer {name}'s {'gradient norm' if name in gradient else 'output spread'} rose to {peak} " \
+               f"({worst['episodes']} episode(s) from step {worst['first_step']}, the longest {worst['longest']} " \
+               "recorded steps)"
     return [Finding(
         kind="exploding_gradient", severity=severity, scope="run", layers=layers,
         evidence={"first_step": first_step, "gradient": gradient, "forward": forward,
                   "enter_ratio": GROWTH, "exit_ratio": 10 ** EXIT_ORDERS, "sustained_points": SUSTAINED_POINTS},
-        remedies=ranked("clip_grad_norm", "decrease_lr", init_for(h.activation_family()), "insert_norm:batch")
-        if gradient else ranked(init_for(h.activation_family()), "decrease_lr", "insert_norm:batch", "insert_norm:layer"),
+        remedies=remedies, rationale=rationale(remedies, measured),
         summary=f"{where} of {len(layers)} layer(s) rose above {GROWTH:.3g}x their early level from step {first_step}"
                 + (" and stayed there" if severity == "critical" else
                    " in recurring spikes" if severity == "warning" else " once (an isolated spike)"),

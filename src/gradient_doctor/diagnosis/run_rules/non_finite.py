@@ -15,6 +15,7 @@ import numpy as np
 
 from ..finding import Finding
 from ..history import History
+from ..rationale import rationale
 from ..remedies import init_for, ranked
 
 #: Any inf/NaN is critical: one step spreads it to every later output and every earlier gradient, and an optimizer
@@ -35,13 +36,14 @@ def non_finite(h: History) -> list[Finding]:
     # the layers where it shows at that step: of the earliest place that has layers (the loss has none)
     place, layers = next(((p, [h.layers[i] for i in np.flatnonzero(broken[p][at])]) for p in _ORDER
                           if p != "loss" and broken[p][at].any()), (None, []))
+    remedies = ranked("clip_grad_norm", "decrease_lr", init_for(h.activation_family()))
+    summary = f"inf/NaN first appeared at step {step} in the {where}" \
+        + (f", first in forward order in the {place} of layer {layers[0]}" if layers else "")
     return [Finding(
         kind="non_finite", severity=SEVERITY, scope="run", layers=layers[:1],
         evidence={"first_step": step, "where": where, "first_layer": layers[0] if layers else None,
                   "first_layer_in": place, "layers_at_first_step": layers, "first_step_by_kind": firsts},
-        remedies=ranked("clip_grad_norm", "decrease_lr", init_for(h.activation_family())),
-        summary=f"inf/NaN first appeared at step {step} in the {where}"
-                + (f", first in forward order in the {place} of layer {layers[0]}" if layers else ""),
+        remedies=remedies, summary=summary, rationale=rationale(remedies, summary),
     )]
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..finding import Finding
 from ..history import History
+from ..rationale import rationale
 from ..remedies import ranked
 from .dead_units import dead_units
 from .loss_trend import loss_trend
@@ -48,16 +49,21 @@ def loss_plateau(h: History) -> list[Finding]:
     stuck = trend.end >= h.loss_at_start - PROGRESS_SIGMAS * trend.noise
     movement = _movement(h)
     cause = next((f for rule in CAUSES for f in rule(h) if f.severity != "info"), None)
+    flat = f"the loss moved {trend.drift:+.3g} over {trend.points} steps against a noise of {trend.noise:.3g}"
+    measured, why = f"{flat}, still at its starting level ({h.loss_at_start:.4g})", {}
     if not stuck:
         remedies = []
     elif cause is not None:
-        remedies = cause.remedies
+        remedies, measured = cause.remedies, f"{measured}; {cause.kind}: {cause.summary}"
     elif movement is None:  # updates not recorded: the commonest cause first
         remedies = ranked("increase_lr", "insert_norm:batch")
     elif movement < TINY_MOVEMENT:
         remedies = ranked("increase_lr")
+        why = {"increase_lr": f"the most-moving layer's relative updates add up to {movement:.2g}× its weight norm "
+                              f"(below {TINY_MOVEMENT:.0%})"}
     else:  # the weights move, the loss does not: steps that overshoot, or poor conditioning
         remedies = ranked("decrease_lr", "insert_norm:batch", "lsuv_init")
+        why = {"decrease_lr": f"the weights moved up to {movement:.2g}× their norm and the loss did not"}
     return [Finding(
         kind="loss_plateau", severity="warning" if stuck else "info", scope="run", layers=[],
         evidence={"drift": rounded(trend.drift), "noise": rounded(trend.noise), "start": rounded(trend.start),
@@ -65,8 +71,8 @@ def loss_plateau(h: History) -> list[Finding]:
                   "weight_movement": None if movement is None else rounded(movement),
                   "explained_by": None if cause is None else cause.kind,
                   "tiny_movement": TINY_MOVEMENT, "plateau_sigmas": PLATEAU_SIGMAS},
-        remedies=remedies,
-        summary=f"the loss moved {trend.drift:+.3g} over {trend.points} steps against a noise of {trend.noise:.3g}"
+        remedies=remedies, rationale=rationale(remedies, measured, why),
+        summary=flat
                 + (f", still at its starting level ({h.loss_at_start:.4g})" if stuck else ", after earlier progress")
                 + (f"; explained by {cause.kind}" if stuck and cause is not None else "")
                 + (f"; the most-moving layer's relative updates add up to {movement:.2g}× its weight norm"

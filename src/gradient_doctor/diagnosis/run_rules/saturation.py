@@ -12,6 +12,7 @@ import numpy as np
 
 from ..finding import Finding
 from ..history import History
+from ..rationale import rationale
 from ..remedies import ranked
 from ..rules.saturation import THRESHOLD
 from .series import median, rounded, share
@@ -39,16 +40,25 @@ def saturated_activation(h: History) -> list[Finding]:
     later = [i for i in columns if first is not None and i > first]
     inputs_likely = bool(first in hit and sat[np.isfinite(sat[:, first]), first][0] > THRESHOLD
                          and (not later or any(i not in hit for i in later)))
-    remedies = ("xavier_init", "lsuv_init", "insert_norm:batch", "swap_activation:relu")
+    remedies = ranked(*(("normalize_inputs",) if inputs_likely else ()),
+                      "xavier_init", "lsuv_init", "insert_norm:batch", "swap_activation:relu")
+    fractions = {i: median(sat[:, i]) for i in hit}
+    worst = max(fractions, key=fractions.get)
+    kind = f"{h.kinds[worst]} " if worst < len(h.kinds) and h.kinds[worst] else ""
+    measured = f"{fractions[worst]:.0%} of layer {h.layers[worst]}'s {kind}outputs saturated (median over " \
+               f"{len(h.steps)} steps)"
+    calm = next((h.layers[i] for i in later if i not in hit), None)  # a later saturating layer that is not saturated
+    why = {"normalize_inputs": f"layer {h.layers[first]} (the first activation) is saturated from its first recorded "
+                               "step" + (f", layer {calm} is not" if calm else "")} if inputs_likely else {}
     return [Finding(
         kind="saturated_activation", severity="warning", scope="depth", layers=[h.layers[i] for i in hit],
         evidence={
-            "saturated_frac": {h.layers[i]: rounded(median(sat[:, i])) for i in hit},
+            "saturated_frac": {h.layers[i]: rounded(fractions[i]) for i in hit},
             "share_of_steps": {h.layers[i]: rounded(share(sat[:, i], sat[:, i] > THRESHOLD)) for i in hit},
             "threshold": THRESHOLD, "sustained_share": SUSTAINED_SHARE, "steps": int(len(h.steps)),
             "first_activation_layer": h.layers[first] if first is not None else None, "inputs_likely": inputs_likely,
         },
-        remedies=ranked(*(("normalize_inputs",) if inputs_likely else ()), *remedies),
+        remedies=remedies, rationale=rationale(remedies, measured, why),
         summary=f"{len(hit)} saturating layer(s) have more than {THRESHOLD:.0%} of outputs saturated on at least "
                 f"{SUSTAINED_SHARE:.0%} of {len(h.steps)} steps"
                 + ("; the first one from the start, so the inputs' scale is the likely cause" if inputs_likely else ""),

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..finding import Finding
 from ..history import History
+from ..rationale import rationale
 from ..remedies import ranked
 from .series import rounded
 
@@ -35,12 +36,13 @@ def persistent_skips(h: History) -> list[Finding]:
     if iterations < MIN_ITERATIONS or not fraction > WARNING:
         return []
     with_skips = h.steps[h.skipped > 0]
+    remedies = ranked("decrease_lr", "clip_grad_norm")
+    measured = f"GradScaler skipped {int(skipped)} of {int(iterations)} iterations ({fraction:.0%})"
     return [Finding(
         kind="non_finite", severity="critical" if fraction > CRITICAL else "warning", scope="run", layers=[],
         evidence={"skipped": int(skipped), "iterations": int(iterations), "skipped_fraction": rounded(fraction),
                   "first_step_after_skips": int(with_skips[0]), "last_step_after_skips": int(with_skips[-1]),
                   "threshold": WARNING, "critical_above": CRITICAL},
-        remedies=ranked("decrease_lr", "clip_grad_norm"),
-        summary=f"GradScaler skipped {int(skipped)} of {int(iterations)} iterations ({fraction:.0%}): the gradients are "
-                "inf/NaN even at the reduced loss scale",
+        remedies=remedies, rationale=rationale(remedies, measured),
+        summary=f"{measured}: the gradients are inf/NaN even at the reduced loss scale",
     )]

@@ -17,6 +17,7 @@ import torch
 
 from ..finding import Finding
 from ..history import History
+from ..rationale import rationale
 from ..remedies import ranked
 from ..rules.time import VANISHING_REMEDIES
 from ..rules.vanishing import CRITICAL as RATIO_CRITICAL
@@ -43,15 +44,18 @@ def through_time(h: History) -> list[Finding]:
         if not ratio < RATIO_CRITICAL:
             continue
         kind = h.kinds[i] if i < len(h.kinds) else ""
+        remedies = ranked(*VANISHING_REMEDIES.get(kind, VANISHING_REMEDIES["RNN"]))
+        points = int(np.isfinite(column).sum())
+        measured = f"the loss's gradient at the first input step of {name} is {ratio:.2g} of the one at the last " \
+                   f"(median over {points} recorded steps)"
         findings.append(Finding(
             kind="vanishing_gradient", severity="critical" if ratio < RESOLUTION else "warning", scope="time",
             layers=[name],
             evidence={"time_ratio_median": rounded(ratio), "time_ratio_last": rounded(column[np.isfinite(column)][-1]),
                       "threshold": RATIO_CRITICAL, "critical_below": RESOLUTION,
-                      "points": int(np.isfinite(column).sum()), "mechanism": "recurrence"},
-            remedies=ranked(*VANISHING_REMEDIES.get(kind, VANISHING_REMEDIES["RNN"])),
-            summary=f"the loss's gradient at the first input step of {name} is {ratio:.2g} of the one at the last "
-                    f"(median over {int(np.isfinite(column).sum())} recorded steps)"
-                    + (": below float32 resolution, the first steps cannot be learned from" if ratio < RESOLUTION else ""),
+                      "points": points, "mechanism": "recurrence"},
+            remedies=remedies, rationale=rationale(remedies, measured),
+            summary=measured + (": below float32 resolution, the first steps cannot be learned from"
+                                if ratio < RESOLUTION else ""),
         ))
     return findings

@@ -18,6 +18,7 @@ import numpy as np
 from ..budget import FADE
 from ..finding import Finding
 from ..history import History
+from ..rationale import rationale
 from ..remedies import for_vanishing
 from ..rules.vanishing import CRITICAL
 from .series import median, rounded
@@ -29,6 +30,10 @@ from .series import median, rounded
 #: ratio `checkup` uses for the backward signal. Critical below 1e-3 (CRITICAL, AUTOTRAINER's vanishing ratio):
 #: with those ratios the lower layers learn over 1000x slower than the upper ones.
 WARNING = FADE
+#: What the first remedy rests on, by the recorded activation family (`History.activation_family`).
+_FAMILY = {"saturating": "the recorded activations are mostly saturating (sigmoid/tanh-like)",
+           "rectifier": "the recorded activations are mostly rectifiers (ReLU-like)",
+           "unknown": "no activation module was recorded"}
 
 
 def vanishing_gradient(h: History) -> list[Finding]:
@@ -54,6 +59,10 @@ def vanishing_gradient(h: History) -> list[Finding]:
         return []
     critical = any(grad_ratio[k] < CRITICAL and not update_ratio[k] >= CRITICAL for k in hit)
     lowest = hit[0]
+    family = h.activation_family()
+    remedies = for_vanishing(family, by_activations=True)
+    measured = f"layer {names[lowest]} gets {grad_ratio[lowest]:.2g} of the upper layers' gradient (RMS) and moves " \
+               f"{update_ratio[lowest]:.2g} as much relative to its weights (medians over {len(h.steps)} steps)"
     return [Finding(
         kind="vanishing_gradient", severity="critical" if critical else "warning", scope="depth",
         layers=[names[k] for k in hit],
@@ -67,7 +76,6 @@ def vanishing_gradient(h: History) -> list[Finding]:
             "threshold": WARNING, "critical_below": CRITICAL, "steps": int(len(h.steps)),
             "frozen": [h.layers[i] for i in np.flatnonzero(h.numel > 0) if i not in trainable],
         },
-        remedies=for_vanishing(h.activation_family(), by_activations=True),
-        summary=f"layer {names[lowest]} gets {grad_ratio[lowest]:.2g} of the upper layers' gradient (RMS) and "
-                f"moves {update_ratio[lowest]:.2g} as much relative to its weights (medians over {len(h.steps)} steps)",
+        remedies=remedies, summary=measured,
+        rationale=rationale(remedies, measured, {remedies[0]: _FAMILY[family]}),
     )]

@@ -12,6 +12,7 @@ import numpy as np
 from ..budget import FADE
 from ..finding import Finding
 from ..history import History
+from ..rationale import rationale
 from ..remedies import init_for, ranked
 from ..rules.vanishing import CRITICAL
 from .series import head, rounded, tail
@@ -37,14 +38,18 @@ def weights_collapsing(h: History) -> list[Finding]:
     hit = {name: ratio for name, ratio in ratios.items() if ratio[0] < WARNING}
     if not hit:
         return []
-    worst = min(ratio for ratio, _ in hit.values())
+    worst = min(hit, key=lambda name: hit[name][0])
+    ratio, early = hit[worst]
+    remedies = ranked("decrease_weight_decay", init_for(h.activation_family()), "insert_norm:batch")
+    measured = f"layer {worst}'s weight norm fell to {ratio:.2g} of its early level ({early:.3g}) over " \
+               f"{len(h.steps)} steps"
     return [Finding(
-        kind="weights_collapsing", severity="critical" if worst < CRITICAL else "warning", scope="run",
+        kind="weights_collapsing", severity="critical" if ratio < CRITICAL else "warning", scope="run",
         layers=list(hit),
         evidence={"ratio": {name: rounded(r) for name, (r, _) in hit.items()},
                   "early_norm": {name: rounded(early) for name, (_, early) in hit.items()},
                   "threshold": WARNING, "critical_below": CRITICAL, "steps": int(len(h.steps))},
-        remedies=ranked("decrease_weight_decay", init_for(h.activation_family()), "insert_norm:batch"),
-        summary=f"the weight norm of {len(hit)} layer(s) fell to {worst:.2g} of its early level over "
+        remedies=remedies, rationale=rationale(remedies, measured),
+        summary=f"the weight norm of {len(hit)} layer(s) fell to {ratio:.2g} of its early level over "
                 f"{len(h.steps)} steps",
     )]
