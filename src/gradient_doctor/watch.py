@@ -21,6 +21,7 @@ from ._version import __version__
 from .diagnosis.finding import Finding
 from .diagnosis.live import LiveMonitor
 from .probe import SATURATION_EPS, Cadence, Probe
+from .probe.distributed import from_writer, is_writer
 from .record import LayerInfo, ParamInfo, Run, RunStore
 
 
@@ -40,6 +41,8 @@ def watch(
     on_finding: Callable[[Finding], object] | None = None,
     stop_on: Iterable[str] = (),
     check_every: int | None = None,
+    tensorboard: str | Path | None = None,
+    live: bool = False,
 ) -> Run:
     """Watch `model` while it trains; returns a live `Run` (a context manager; or call `run.close()`).
 
@@ -56,6 +59,10 @@ def watch(
     diagnosed every `check_every` steps (default `flush_every`; each check is a flush); each new
     warning/critical finding warns once and is passed to `on_finding`; a kind in `stop_on` raises
     `gd.TrainingStopped` out of the next `optimizer.step()`. See `diagnosis/live.py`.
+
+    Live views (on the writing rank only): `tensorboard=logdir` writes each flush's steps as TensorBoard
+    events (the `[tensorboard]` extra; see `report/tensorboard.py`); `live=True` draws a rich panel of the
+    layers' gradient bars and recent findings, redrawn at most twice a second from the record (`report/live.py`).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"gd.watch expects a torch.nn.Module as `model`, got {type(model).__name__}: {model!r:.80}")
@@ -77,11 +84,16 @@ def watch(
     if on_finding is not None or stop_on or check_every is not None:
         monitor = LiveMonitor(on_finding, stop_on, flush_every if check_every is None else check_every)
 
-    store = RunStore.create(log_dir, resume=resume)
+    # first: a missing extra fails before anything is written
+    listeners = _live_views(tensorboard, live) if is_writer() else []
+    # distributed (DDP/FSDP): call watch on every rank; rank 0 writes log_dir, the others keep memory
+    store = RunStore.create(log_dir if is_writer() else None, resume=resume)
     try:
         first_step = 0
         if resume and store.last_step() is not None:
             first_step = store.last_step() + 1
+        if resume:  # every rank counts steps from rank 0's record: they measure the same steps
+            first_step = from_writer(first_step)
         cadence = Cadence(
             every, detail_every, update_every if optimizer is not None else 0, activation_every if activations else 0
         )
@@ -97,7 +109,25 @@ def watch(
     run = Run(store, probe, flush_every=flush_every)
     if monitor is not None:
         run.attach_monitor(monitor)
+    for listener in listeners:
+        run.add_listener(listener)
     return run
+
+
+def _live_views(tensorboard: str | Path | None, live: bool) -> list:
+    """The run listeners asked for: a TensorBoard writer and/or the live terminal panel."""
+    if not isinstance(live, bool):
+        raise TypeError(f"gd.watch: live must be True or False, got {type(live).__name__}")
+    views = []
+    if tensorboard is not None:
+        from .report.tensorboard import TensorBoardListener
+
+        views.append(TensorBoardListener(tensorboard))
+    if live:
+        from .report.live import LivePanel
+
+        views.append(LivePanel())
+    return views
 
 
 def _check_period(name: str, value: int, *, allow_zero: bool = True) -> None:

@@ -23,6 +23,7 @@ from ..probe.metrics import GROUPS
 from .store import LayerInfo, RunStore
 
 if TYPE_CHECKING:
+    import matplotlib.figure
     import pandas
     import rich.table
 
@@ -47,6 +48,7 @@ class Run:
         self._skipped = 0
         self._warned_skip = False
         self._monitor = None  # live checks (diagnosis.live.LiveMonitor), attached by gd.watch
+        self._listeners: list = []  # live views (report.live, report.tensorboard), attached by gd.watch
         self._checked_at = self._seen_step
         if probe is not None:
             # flushing as the next optimizer step begins lets run.step(loss=...) land in the same flush
@@ -80,6 +82,19 @@ class Run:
         if probe.optimizer is None:
             self._maybe_flush()
 
+    def take_gradients(self) -> None:
+        """Take the coming optimizer step's gradient statistics now, not in `optimizer.step()`'s pre-hook.
+
+            >>> loss.backward(); run.take_gradients(); optimizer.step(closure)
+
+        For loops whose `optimizer.step(closure)` runs backward inside the closure, after the pre-hook
+        (Lightning: call it from `on_before_optimizer_step`). From the first call on, the pre-hook
+        leaves each step's start to this call; the step still completes in the post-hook.
+        """
+        probe = self._live_probe("take_gradients()")
+        probe.external_step_start = True
+        probe.before_optimizer_step()
+
     def _count_skipped(self, probe: Probe) -> None:
         self._skipped += 1
         self._seen_forwards = probe.forwards
@@ -108,6 +123,7 @@ class Run:
             self._probe.completed[:0] = vectors
             self._scalars[:0] = scalars
             raise
+        self._tell_listeners("flushed")
 
     def _write(self, vectors: list, scalars: list[tuple[int, str, Any]]) -> None:
         tensors = [s for _, _, s in scalars if isinstance(s, torch.Tensor)]
@@ -146,6 +162,7 @@ class Run:
         try:
             self._probe.detach()
             self.flush()
+            self._tell_listeners("close")
         finally:
             if self._store.path is not None and self._store.writable:
                 self._store.close()
@@ -165,7 +182,8 @@ class Run:
 
     def _maybe_flush(self) -> None:
         check_due = self._monitor is not None and self._probe.step - self._checked_at >= self._monitor.check_every
-        if (len(self._probe.completed) < self._flush_every and not check_due) or self._flush_failed:
+        listener_due = any(listener.due() for listener in self._listeners)  # host-only (a clock), no sync
+        if (len(self._probe.completed) < self._flush_every and not check_due and not listener_due) or self._flush_failed:
             return
         try:
             self.flush()
@@ -184,6 +202,21 @@ class Run:
     def attach_monitor(self, monitor) -> None:
         """Have `monitor.check(run)` called every `monitor.check_every` steps, after a flush (see diagnosis.live)."""
         self._monitor = monitor
+
+    def add_listener(self, listener) -> None:
+        """Have `listener.due()` asked before each step's flush decision (host-only and cheap; True flushes now),
+        `listener.flushed(run)` called after each flush that wrote steps, and `listener.close(run)` at close().
+        A listener that raises is dropped with a warning: it never stops training."""
+        self._listeners.append(listener)
+
+    def _tell_listeners(self, method: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                getattr(listener, method)(self)
+            except Exception as err:
+                self._listeners.remove(listener)
+                warnings.warn(f"gradient-doctor: {type(listener).__name__} failed and is switched off "
+                              f"({type(err).__name__}: {err})", RuntimeWarning, stacklevel=3)
 
     def _live_probe(self, what: str) -> Probe:
         if self._closed or self._probe is None:
@@ -280,6 +313,14 @@ class Run:
         from ..report.terminal import summary_table  # presentation lives in report/
 
         return summary_table(self)
+
+    def plot(self, kind: str, path: str | Path | None = None) -> "matplotlib.figure.Figure":
+        """A matplotlib Figure of `kind` ("grad_flow", "heatmap", "update_ratio", "saturation", "dead", "loss",
+        "ridge"), also written as PNG to `path` when given: `run.plot("grad_flow", "flow.png")`. Needs
+        `pip install 'gradient-doctor[plots]'`."""
+        from ..report.plots import plot  # presentation lives in report/, after the record
+
+        return plot(self, kind, path)
 
     def diagnose(self, window: int | None = None) -> "Diagnosis":
         """Findings over the last `window` steps (all when None), from the record alone: `run.diagnose().findings`.

@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 _BAR_WIDTH = 16
 
 
-def summary_table(run: "Run") -> Table:
+def summary_table(run: "Run", window: int | None = None) -> Table:
     """Per layer, the latest recorded values: gradient norm on a log bar, update/weight ratio,
-    saturated and dead fractions."""
+    saturated and dead fractions; with `window`, read only the last `window` steps (a live view)."""
     steps = run.steps
-    table = Table(title=_title(run, steps), title_justify="left", box=box.SIMPLE_HEAD)
+    since = int(steps[-1]) - window + 1 if window is not None and len(steps) else None
+    table = Table(title=_title(run, steps, since), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("layer", no_wrap=True, min_width=6)
     table.add_column("type", no_wrap=True, max_width=12)
     table.add_column("‖g‖ (log scale)", no_wrap=True, min_width=_BAR_WIDTH)
@@ -32,10 +33,10 @@ def summary_table(run: "Run") -> Table:
         table.add_column(header, justify="right", no_wrap=True)
     if len(steps) == 0:
         return table
-    grad = _latest(run.history("grad_norm"))
-    ratio = _latest(run.history("update_norm")) / _latest(run.history("weight_norm"))
-    saturated = _latest(run.history("saturated_frac"))
-    dead = _latest(run.history("dead_frac"))
+    grad = _latest(run.history("grad_norm", since=since))
+    ratio = _latest(run.history("update_norm", since=since)) / _latest(run.history("weight_norm", since=since))
+    saturated = _latest(run.history("saturated_frac", since=since))
+    dead = _latest(run.history("dead_frac", since=since))
     kinds = {info.name: info.kind for info in run.layer_details}
     low, high = _log_range(grad)
     for i, name in enumerate(run.layers):
@@ -46,11 +47,11 @@ def summary_table(run: "Run") -> Table:
     return table
 
 
-def _title(run: "Run", steps: np.ndarray) -> str:
+def _title(run: "Run", steps: np.ndarray, since: int | None = None) -> str:
     where = run.log_dir or "in memory"
     if len(steps) == 0:
         return f"gradient-doctor run ({where}): no steps recorded yet"
-    loss = run.history("loss") if "loss" in run.metrics else np.array([])
+    loss = run.history("loss", since=since) if "loss" in run.metrics else np.array([])
     finite = loss[np.isfinite(loss)]
     tail = f", loss {finite[-1]:.4g}" if finite.size else ""
     return f"gradient-doctor run ({where}): {len(steps)} steps, latest step {steps[-1]}{tail}"

@@ -1,0 +1,189 @@
+"""`gd.report(obj, path)`: one self-contained, offline HTML file for a run, a checkup or a treatment.
+
+    >>> gd.report(run, "report.html")                  # a Run (live or gd.load-ed), or a log_dir
+    >>> gd.report(gd.checkup(model, x), "checkup.html")
+    >>> gd.report(gd.treat(model, diag, inputs=x), "treatment.html")
+
+The same input gives the same bytes: nothing from the clock, stable ordering, fixed number formats.
+What each section shows: docs/report.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..diagnosis import Diagnosis
+from ..record import Run, load
+from . import charts
+from .budget import checkup_sections, waterfall_figure
+from .data import RunView, binned, columns_with_values, ridge
+from .page import cards, figure, note, page, section, table, verdict
+from .svg import colour, esc, label
+
+
+def report(obj: Any, path: str | Path) -> Path:
+    """Write the report of `obj` — a `Run`, a log_dir, a `Diagnosis` or a `Treatment` — to `path`; returns it."""
+    path = Path(path)
+    path.write_text(render(obj), encoding="utf-8")
+    return path
+
+
+def render(obj: Any) -> str:
+    """The report of `obj` as an HTML string (see `report`)."""
+    if isinstance(obj, (str, Path)):
+        obj = load(obj)
+    if isinstance(obj, Run):
+        return run_page(obj)
+    if isinstance(obj, Diagnosis):
+        return diagnosis_page(obj)
+    if all(hasattr(obj, name) for name in ("before", "after", "applied")):
+        return treatment_page(obj)
+    raise TypeError(
+        "gd.report expects a Run (or its log_dir), a Diagnosis or a Treatment (with .before, .after, .applied); "
+        f"got {type(obj).__name__}"
+    )
+
+
+# -- a run -------------------------------------------------------------------------------
+def run_page(run: Run) -> str:
+    """Findings, gradient flow, heatmaps, activations, loss and gradient-norm ridges of a recorded run."""
+    view = RunView.read(run)
+    steps = view.steps
+    where = f" · {run.log_dir}" if run.log_dir is not None else ""
+    if len(steps) == 0:
+        return page("gradient-doctor: run report", [note("No steps recorded yet.")], f"{len(view.layers)} layers{where}")
+    subtitle = f"{len(steps)} recorded steps ({steps[0]}–{steps[-1]}), {len(view.layers)} layers{where}"
+    diagnosis = run.diagnose()
+    sections = [
+        section("findings", "Findings", verdict(diagnosis) + cards(diagnosis.findings)),
+        section("gradient-flow", "Gradient flow per layer", _flow(view),
+                "L2 norm of each layer's gradient (its own parameters jointly), first layer at the top; "
+                "log scale. A lower layer orders of magnitude below the upper ones is a vanishing gradient."),
+        section("heatmaps", "Layers × steps", _heatmaps(view),
+                "Colour is log-scaled; each column is the median of its steps when there are more steps than "
+                "columns; steps where a metric was not measured are left out."),
+        section("activations", "Saturation and dead units", _activations(view),
+                "Per activation layer, over the steps where activations were measured; darker lines are "
+                "earlier layers."),
+        section("loss", "Loss", _loss(view)),
+        section("distributions", "Gradient-norm distributions per layer", _ridges(view),
+                "For each layer, the histogram of log10 ‖g‖ over the recorded steps, first half of the steps vs "
+                "second half. The record keeps per-layer norms, not per-entry histograms: this shows how each "
+                "layer's gradient scale is spread and drifts over training, not the spread of its entries."),
+    ]
+    return page("gradient-doctor: run report", sections, subtitle)
+
+
+def _with_values(view: RunView, matrix: np.ndarray) -> tuple[list[str], np.ndarray]:
+    columns = columns_with_values(matrix)
+    return [view.layers[j] for j in columns], matrix[:, columns]
+
+
+def _flow(view: RunView) -> str:
+    rows = view.flow_rows()
+    if not rows:
+        return note("No gradient norms recorded.")
+    layers, grad = _with_values(view, view.grad_norm)
+    series = {f"step {view.steps[r]}": grad[r] for r in rows}
+    return figure(charts.bars(layers, series, caption="‖g‖ (log scale)", title="gradient norm per layer"),
+                  "‖g‖ per layer at " + ", ".join(series), "grad_flow")
+
+
+def _heatmaps(view: RunView) -> str:
+    out = []
+    for ident, matrix, caption in (("grad_norm_heatmap", view.grad_norm, "‖g‖"),
+                                   ("update_ratio_heatmap", view.update_ratio, "‖Δw‖/‖w‖")):
+        layers, values = _with_values(view, matrix)
+        columns, grid = binned(view.steps, values)
+        if not columns:
+            out.append(note(f"No {caption} recorded (updates need an optimizer and update_every > 0)."))
+            continue
+        out.append(figure(charts.heatmap(layers, columns, grid, caption=caption), f"{caption} per layer and step",
+                          ident))
+    return "".join(out)
+
+
+def _activations(view: RunView) -> str:
+    out = []
+    for ident, matrix, caption in (("saturation", view.saturated, "saturated fraction"),
+                                   ("dead", view.dead, "dead fraction")):
+        layers, values = _with_values(view, matrix)
+        if not layers:
+            out.append(note(f"No {caption}: no activation of that family was measured."))
+            continue
+        series = {name: (view.steps, values[:, j]) for j, name in enumerate(layers)}
+        shades = [colour(0.85 * j / max(len(layers) - 1, 1)) for j in range(len(layers))]
+        out.append(figure(charts.lines(series, x_caption="step", y_caption=caption, y_range=(0.0, 1.0), colours=shades),
+                          f"{caption} per activation layer over steps", ident))
+    return "".join(out)
+
+
+def _loss(view: RunView) -> str:
+    finite = np.isfinite(view.loss)
+    if not finite.any():
+        return note("No loss recorded: pass it with run.step(loss=loss).")
+    values = view.loss[finite]
+    log_y = bool((values > 0).all() and values.max() / values.min() > 100)
+    chart = charts.lines({"loss": (view.steps, view.loss)}, x_caption="step", y_caption="loss", log_y=log_y)
+    first, last = int(np.flatnonzero(finite)[0]), int(np.flatnonzero(finite)[-1])
+    numbers = table(["", "step", "loss"], [
+        ["first", str(view.steps[first]), label(view.loss[first], ".6g")],
+        ["lowest", str(view.steps[finite][int(np.argmin(values))]), label(values.min(), ".6g")],
+        ["last", str(view.steps[last]), label(view.loss[last], ".6g")],
+    ], "loss")
+    return figure(chart, "loss per step" + (" (log scale)" if log_y else ""), "loss") + numbers
+
+
+def _ridges(view: RunView) -> str:
+    layers, grad = _with_values(view, view.grad_norm)
+    if not layers:
+        return note("No gradient norms recorded.")
+    edges, counts = ridge(grad)
+    return figure(charts.ridges(layers, edges, counts, caption="log10 ‖g‖"), "distribution of log10 ‖g‖ per layer",
+                  "ridge")
+
+
+# -- a diagnosis (checkup or run) ----------------------------------------------------------
+def diagnosis_page(diagnosis: Diagnosis) -> str:
+    """Verdict and finding cards; for a checkup also the gradient budget and the time axis."""
+    sections = [section("findings", "Findings", verdict(diagnosis) + cards(diagnosis.findings))]
+    if diagnosis.measurement is not None:
+        sections += checkup_sections(diagnosis.measurement)
+    kind = "checkup" if diagnosis.measurement is not None else "diagnosis"
+    return page(f"gradient-doctor: {kind} report", sections)
+
+
+# -- a treatment (duck-typed: .before, .after, .applied, .rejected, .diff) -------------------
+def treatment_page(treatment: Any) -> str:
+    """What was applied and rejected, the architecture diff, and the budgets and findings before/after."""
+    before, after = treatment.before, treatment.after
+    applied = "".join(f"<li>{esc(name)}</li>" for name in treatment.applied) or "<li>nothing</li>"
+    rejected = table(["remedy", "why it was rejected"], [[str(n), str(r)] for n, r in getattr(treatment, "rejected", [])],
+                     "rejected") if getattr(treatment, "rejected", None) else note("No remedy was rejected.")
+    diff_lines = list(getattr(treatment, "diff", []) or [])
+    diff = ('<pre class="diff">' + "\n".join(_diff_line(line) for line in diff_lines) + "</pre>") if diff_lines \
+        else note("The architecture did not change.")
+    sections = [
+        section("findings", "Verdict after treatment", verdict(after)
+                + f'<h3>Applied</h3><ul data-list="applied">{applied}</ul><h3>Rejected</h3>{rejected}'),
+        section("diff", "Architecture diff", diff),
+    ]
+    if before.measurement is not None and after.measurement is not None:
+        sides = "".join(f"<div>{waterfall_figure(d.measurement, f'{name}: gradient budget', f'budget_{name}')}</div>"
+                        for name, d in (("before", before), ("after", after)))
+        sections.append(section("budget", "Gradient budget before and after", f'<div class="side">{sides}</div>',
+                                "Orders of magnitude each layer adds to (green) or removes from (red) the "
+                                "backward signal; the last bar is the end-to-end ratio."))
+    sides = "".join(f'<div data-side="{name}"><h3>{name.capitalize()}</h3>{verdict(d)}{cards(d.findings)}</div>'
+                    for name, d in (("before", before), ("after", after)))
+    sections.append(section("findings-before-after", "Findings before and after", f'<div class="side">{sides}</div>'))
+    return page("gradient-doctor: treatment report", sections)
+
+
+def _diff_line(line: str) -> str:
+    cls = "add" if line.startswith("+") else "del" if line.startswith("-") else ""
+    return f'<span class="{cls}">{esc(line)}</span>' if cls else esc(line)
+
