@@ -23,6 +23,7 @@ from torch import Tensor
 
 from .armed import ArmedHooks
 from .layers import SATURATION_EPS, ActivationSpec, Layer, saturated_count, unit_maxima
+from .moments import pool
 from .tensor_stats import count_nonzero_fast, flat_view, stack64, sum_of_squares
 
 N_METRICS = 5
@@ -51,6 +52,8 @@ class ActivationProbe(ArmedHooks):
         self.layers = layers
         self.saturation_eps = saturation_eps
         self._calls: list[_Call] = []
+        #: in a distributed run: pools this process's (totals, unit maxima) with the other processes'
+        self.across_ranks = None
 
     def _register(self) -> list:
         return [
@@ -93,55 +96,55 @@ class ActivationProbe(ArmedHooks):
         return _Call(index, n, total, shift, squares, saturated, nonzero, unit_max)
 
     def collect(self) -> Tensor:
-        """Float64 [5, n_layers] of this step's statistics (NaN where not measured), then reset."""
+        """Float64 [5, n_layers] of this step's statistics (NaN where not measured), then reset.
+
+        With `across_ranks` set (a distributed run), every process calls this at the same step and
+        gets the statistics of all processes' activations pooled (see probe/distributed.py).
+        """
         calls, self._calls = self._calls, []
-        if not calls:
-            return torch.full((N_METRICS, len(self.layers)), _NAN, dtype=torch.float64)
-        return _merge(calls, len(self.layers))
+        totals, maxima = _totals(calls, len(self.layers))
+        if self.across_ranks is not None:
+            totals, maxima = self.across_ranks(totals, maxima)
+        return _statistics(totals, maxima)
 
 
-def _merge(calls: list[_Call], n_layers: int) -> Tensor:
-    """Float64 [5, n_layers] from every call of the step, in a fixed number of vectorised ops.
+def _totals(calls: list[_Call], n_layers: int) -> tuple[Tensor, dict[int, Tensor | None]]:
+    """A step's calls summed per layer, in a fixed number of vectorised ops.
 
-    Moments of several calls of one layer merge exactly (Chan et al.): the squares about each
-    call's shift are moved to the layer's mean with n·(shift − mean)². A unit is dead only if it is
-    zero in every call (dead is NaN when the calls' unit counts differ).
+    Returns float64 [5, n_layers] — entries, sum, squared deviations about the layer's mean,
+    saturated count, non-zero count (NaN where a count does not apply; 0 for a layer not called) —
+    and each rectified layer's per-unit maxima over its calls (None when the calls' unit counts differ).
     """
+    if not calls:
+        return torch.zeros((N_METRICS, n_layers), dtype=torch.float64), {}
     device = calls[0].total.device
     layer = torch.tensor([c.layer for c in calls], dtype=torch.long, device=device)
     count = torch.tensor([float(c.count) for c in calls], dtype=torch.float64, device=device)
     total = torch.stack([c.total for c in calls])
     shift = torch.stack([c.shift for c in calls]).double()
     squares = torch.stack([c.squares for c in calls])
+    n, summed, m2 = pool(layer, count, total, shift, squares, n_layers)
 
-    def per_layer(values: Tensor) -> Tensor:
-        return torch.zeros(n_layers, dtype=torch.float64, device=device).index_add_(0, layer, values)
+    nan = torch.tensor(_NAN, dtype=torch.float64, device=device)
 
-    n = per_layer(count)
-    mean = per_layer(total) / n
-    m2 = per_layer(squares + count * (shift - mean[layer]).square())
-    std = (m2.clamp(min=0) / n).sqrt()
-    saturated = _fraction(calls, "saturated", layer, n, per_layer)
-    zero = 1 - _fraction(calls, "nonzero", layer, n, per_layer)
-    out = torch.stack([mean, std, saturated, zero, _dead_fractions(calls, n_layers, device)])
-    measured = per_layer(torch.ones_like(count)) > 0
-    return torch.where(measured, out, torch.full_like(out, _NAN))
+    def per_layer_count(field: str) -> Tensor:  # NaN where the layer's calls do not measure it
+        values = [nan if getattr(c, field) is None else getattr(c, field) for c in calls]
+        return torch.zeros(n_layers, dtype=torch.float64, device=device).index_add_(0, layer, stack64(values))
+
+    totals = torch.stack([n, summed, m2, per_layer_count("saturated"), per_layer_count("nonzero")])
+    return totals, _unit_maxima(calls)
 
 
-def _fraction(calls: list[_Call], field: str, layer: Tensor, n: Tensor, per_layer) -> Tensor:
-    """Per layer, the sum of a count over its calls / its entries; NaN where the count does not apply."""
-    present = [i for i, c in enumerate(calls) if getattr(c, field) is not None]
-    if not present:
-        return torch.full_like(n, _NAN)
-    index = torch.tensor(present, dtype=torch.long, device=layer.device)
-    values = torch.zeros(len(calls), dtype=torch.float64, device=layer.device)
-    values[index] = stack64([getattr(calls[i], field) for i in present])
-    applies = torch.zeros_like(values)
-    applies[index] = 1.0
-    return torch.where(per_layer(applies) > 0, per_layer(values) / n, _NAN)
+def _statistics(totals: Tensor, maxima: dict[int, Tensor | None]) -> Tensor:
+    """Float64 [5, n_layers]: act_mean, act_std, saturated_frac, zero_frac, dead_frac from `_totals`."""
+    n, summed, m2, saturated, nonzero = totals
+    dead = _dead_fractions(maxima, totals.shape[1], totals.device)
+    out = torch.stack([summed / n, (m2.clamp(min=0) / n).sqrt(), saturated / n, 1 - nonzero / n, dead])
+    return torch.where(n > 0, out, torch.full_like(out, _NAN))
 
 
-def _dead_fractions(calls: list[_Call], n_layers: int, device: torch.device) -> Tensor:
+def _unit_maxima(calls: list[_Call]) -> dict[int, Tensor | None]:
+    """Per rectified layer, the per-unit max |y| over its calls: a unit is dead only if zero in every call."""
     alive: dict[int, Tensor | None] = {}
     for call in calls:
         if call.unit_max is None:
@@ -152,6 +155,11 @@ def _dead_fractions(calls: list[_Call], n_layers: int, device: torch.device) -> 
             alive[call.layer] = torch.maximum(alive[call.layer], call.unit_max)
         else:
             alive[call.layer] = None  # unit counts differ between calls: no per-unit answer
+    return alive
+
+
+def _dead_fractions(alive: dict[int, Tensor | None], n_layers: int, device: torch.device) -> Tensor:
+    """Per layer, the fraction of units whose max |y| is 0 (NaN for layers without per-unit maxima)."""
     out = torch.full((n_layers,), _NAN, dtype=torch.float64, device=device)
     known = {i: u for i, u in alive.items() if u is not None}
     if known:

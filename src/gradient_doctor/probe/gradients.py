@@ -14,6 +14,8 @@ whose parameters has a gradient gets NaN for the gradient metrics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -25,12 +27,13 @@ _NAN = float("nan")
 
 def gradient_blocks(
     params: list[Tensor], rollup: Rollup, numel: Tensor | None = None, *, detail: bool = True,
-    fast: bool | None = None,
+    fast: bool | None = None, reduce: Callable[[Tensor, bool], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Float64 ([4, layers], [4, params]) blocks: grad_norm, nonfinite, grad_max, grad_zero_frac.
 
     With `detail=False` the last two rows are NaN and each gradient is read once. `numel` (float64
-    entries per parameter) may be passed in to save rebuilding it every step.
+    entries per parameter) may be passed in to save rebuilding it every step. Sharded parameters
+    (see sharded.py): `params` hold local shards, `reduce(stats, detail)` makes their statistics global.
     """
     device = params[0].device
     if numel is None:
@@ -46,6 +49,8 @@ def gradient_blocks(
             index = torch.tensor(present, dtype=torch.long, device=device)
             stats[:, index] = tensor_stats([params[i].grad for i in present], detail=detail, fast=fast).to(device)
             has_grad[index] = 1.0
+    if reduce is not None:
+        stats = reduce(stats, detail)
 
     rows = [SUM_OF_SQUARES, NONFINITE, NONZERO] if detail else [SUM_OF_SQUARES, NONFINITE]
     summed = stats[rows] if has_grad is None else torch.where(has_grad > 0, stats[rows], 0.0)
@@ -66,10 +71,15 @@ def gradient_blocks(
     return layer_grad, torch.stack(param_rows)
 
 
-def weight_norms(params: list[Tensor], rollup: Rollup, *, fast: bool | None = None) -> tuple[Tensor, Tensor]:
+def weight_norms(
+    params: list[Tensor], rollup: Rollup, *, fast: bool | None = None, reduce: Callable[[Tensor], Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
     """Float64 ([layers], [params]) L2 norms of the parameters, frozen ones included; NaN for a
-    layer without parameters (an activation module), where a weight norm does not apply."""
+    layer without parameters (an activation module), where a weight norm does not apply.
+    `reduce`: sums local shards' squares over ranks (sharded parameters)."""
     squares = sum_of_squares([flat_view(p) for p in params], fast=fast).to(params[0].device)
+    if reduce is not None:
+        squares = reduce(squares)
     return torch.where(rollup.owns, rollup.sum(squares).sqrt(), _NAN), squares.sqrt()
 
 
@@ -82,8 +92,10 @@ class UpdateTracker:
     the optimizer's step pre- and post-hooks on the steps where updates are recorded.
     """
 
-    def __init__(self, params: list[Tensor], tracked: list[int], rollup: Rollup):
+    def __init__(self, params: list[Tensor], tracked: list[int], rollup: Rollup,
+                 reduce: Callable[[Tensor], Tensor] | None = None):
         self.params = params
+        self.reduce = reduce  # sums local shards' squares over ranks (sharded parameters)
         self.tracked = tracked
         self.rollup = rollup
         self._before: list[Tensor] | None = None
@@ -108,6 +120,8 @@ class UpdateTracker:
             squares = sum_of_squares([flat_view(d) for d in before], fast=fast).to(device)
             per_param[torch.tensor(self.tracked, dtype=torch.long, device=device)] = squares
         del before
+        if self.reduce is not None:
+            per_param = self.reduce(per_param)
         tracked = torch.zeros(len(self.params), dtype=torch.float64, device=device)
         tracked[self.tracked] = 1.0
         per_layer = self.rollup.sum(torch.where(tracked > 0, per_param, 0.0)).sqrt()

@@ -86,8 +86,30 @@ class Parameter:
     layers: list[int] = field(default_factory=list)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's module inside DistributedDataParallel / DataParallel (`.module`) and
+    `torch.compile` (`._orig_mod`) wrappers, so that layer names are the user's ("fc1", not "module.fc1")."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch._dynamo's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
+
+
+def is_compiled(model: nn.Module) -> bool:
+    """Whether `model` runs (in part) as a `torch.compile` graph: `torch.compile(model)`, or
+    `module.compile()` on it or on one of its submodules. Hooks on its modules would be traced
+    into the graph (and a hook that reads tensors, like the activation statistics, breaks it)."""
+    if isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        return True
+    return any(getattr(m, "_compiled_call_impl", None) is not None for m in unwrap(model).modules())
+
+
 def discover(model: nn.Module) -> tuple[list[Layer], list[Parameter]]:
-    """The model's layers (registration order) and its deduplicated parameters."""
+    """The model's layers (registration order) and its deduplicated parameters, wrappers unwrapped."""
+    model = unwrap(model)
     layers: list[Layer] = []
     params: list[Parameter] = []
     index_of: dict[int, int] = {}

@@ -21,11 +21,14 @@ import torch
 from torch import Tensor, nn
 
 from .activations import ActivationProbe
+from .distributed import across_ranks, distributed
 from .gradients import UpdateTracker, gradient_blocks, weight_norms
-from .layers import SATURATION_EPS, discover
+from .layers import SATURATION_EPS, discover, is_compiled
 from .metrics import LAYER_METRICS, PARAM_METRICS
 from .recurrent import TimeProbe
+from .sharded import Shards, any_sharded
 from .rollup import Rollup
+from .tensor_stats import MAX_ABS, NONFINITE, NONZERO, SUM_OF_SQUARES
 
 # rows of a step's blocks (see metrics.py): the gradient block's four rows land in two groups
 _NORM_ROWS = slice(LAYER_METRICS.index("grad_norm"), LAYER_METRICS.index("nonfinite") + 1)
@@ -84,6 +87,16 @@ class Probe:
         self.optimizer = optimizer
         self.cadence = cadence
         self.layers, self.params = discover(model)
+        # a compiled model: no hook inside its graph (they would break or recompile it), see docs/integrations.md
+        self.compiled = is_compiled(model)
+        if self.compiled and activations:
+            activations = False
+            warnings.warn(
+                "gradient-doctor: the model is torch.compile'd: activation statistics are not measured (forward "
+                "hooks inside a compiled graph break it). Gradient, weight and update statistics are, from the "
+                "optimizer's hooks outside the graph. Pass activations=False to silence this warning.",
+                RuntimeWarning, stacklevel=3,
+            )
         self.tensors = [p.tensor for p in self.params]
         self.device = self.tensors[0].device if self.tensors else torch.device("cpu")
         self.numel = torch.tensor([float(t.numel()) for t in self.tensors], dtype=torch.float64, device=self.device)
@@ -91,8 +104,13 @@ class Probe:
         self.rollup = Rollup(pairs, len(self.layers), self.device)
         in_optimizer = _optimizer_param_ids(optimizer)
         tracked = [i for i, t in enumerate(self.tensors) if id(t) in in_optimizer]
-        self.updates = UpdateTracker(self.tensors, tracked, self.rollup)
+        # FSDP2 / DTensor: statistics of local shards, summed over ranks (see sharded.py)
+        self.shards = Shards(self.tensors) if any_sharded(self.tensors) else None
+        self._local = self.shards.local if self.shards is not None else self.tensors
+        self.updates = UpdateTracker(self._local, tracked, self.rollup, self._sum_squares)
         self.activations = ActivationProbe(self.layers, saturation_eps) if activations else None
+        if self.activations is not None and distributed():  # every rank measures the same steps
+            self.activations.across_ranks = across_ranks
         time = TimeProbe(self.layers) if activations else None
         self.time = time if time is not None and time.recurrent else None  # only models with RNN/LSTM/GRU
         for armed in (self.activations, self.time):
@@ -106,6 +124,9 @@ class Probe:
         self.forwards = 0  # grad-enabled forward passes of the whole model (tells iterations apart)
         self.disabled = False
         self.on_step_start = None  # called with no arguments as each optimizer step begins
+        #: True once the owner calls before_optimizer_step() itself (a framework hook after backward):
+        #: optimizer.step()'s pre-hook then leaves the step's start to it
+        self.external_step_start = False
         self._handles: list = []
         self._order_handles: list = []
         self._gradient_rows: tuple[Tensor, Tensor] | None = None
@@ -113,12 +134,12 @@ class Probe:
     # -- lifecycle -------------------------------------------------------------------------
     def attach(self) -> None:
         """Register every hook; `detach()` removes them all."""
-        self._order_handles = [
+        self._order_handles = [] if self.compiled else [  # compiled: registration order stands for it
             layer.module.register_forward_pre_hook(self._order_hook(i)) for i, layer in enumerate(self.layers)
         ]
         self._handles.append(self.model.register_forward_pre_hook(self._count_forward))
         if self.optimizer is not None:
-            self._handles.append(self.optimizer.register_step_pre_hook(lambda *_: self.before_optimizer_step()))
+            self._handles.append(self.optimizer.register_step_pre_hook(self._step_pre_hook))
             self._handles.append(self.optimizer.register_step_post_hook(lambda *_: self.after_optimizer_step()))
         self._arm_activations()
 
@@ -144,6 +165,10 @@ class Probe:
             self.on_step_start()
         self._guard(self._before_step)
 
+    def _step_pre_hook(self, *_) -> None:
+        if not self.external_step_start:
+            self.before_optimizer_step()
+
     def after_optimizer_step(self) -> None:
         """Optimizer step post-hook: update norms, weight norms, activations; completes the step."""
         self._complete()
@@ -161,7 +186,9 @@ class Probe:
     def _before_step(self, with_updates: bool = True) -> None:
         groups = self.cadence.groups(self.step)
         if "gradient" in groups or "detail" in groups:
-            self._gradient_rows = gradient_blocks(self.tensors, self.rollup, self.numel, detail="detail" in groups)
+            grads = self.tensors if self.shards is None else self.shards.grads
+            reduce = None if self.shards is None else self._reduce_grad_stats
+            self._gradient_rows = gradient_blocks(grads, self.rollup, self.numel, detail="detail" in groups, reduce=reduce)
         if with_updates and "update" in groups:
             self.updates.snapshot()
 
@@ -181,7 +208,7 @@ class Probe:
             if "detail" in groups:
                 layer_rows[_DETAIL_ROWS], param_rows[_DETAIL_ROWS] = layer_block[2:], param_block[2:]
                 # taken after the optimizer step: the weights the step leaves behind
-                layer_rows[_WEIGHT_ROW], param_rows[_WEIGHT_ROW] = weight_norms(self.tensors, self.rollup)
+                layer_rows[_WEIGHT_ROW], param_rows[_WEIGHT_ROW] = weight_norms(self._local, self.rollup, reduce=self._sum_squares)
                 measured.append("detail")
         if self.updates.pending:
             layer_rows[_UPDATE_ROW], param_rows[_UPDATE_ROW] = self.updates.measure()
@@ -194,6 +221,13 @@ class Probe:
         if self._order_handles and self.call_order:
             self._remove_order_hooks()
         self.completed.append(StepVector(self.step, time.time(), tuple(measured), values))
+
+    @property
+    def _sum_squares(self):
+        return None if self.shards is None else self.shards.sum_squares
+
+    def _reduce_grad_stats(self, stats: Tensor, detail: bool) -> Tensor:
+        return self.shards.reduce_stats(stats, [SUM_OF_SQUARES, NONZERO, NONFINITE], MAX_ABS if detail else None)
 
     def _arm_activations(self) -> None:
         """Hooks on for a step that measures activations, off (no cost) for the others."""

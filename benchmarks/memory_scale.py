@@ -1,0 +1,82 @@
+"""Memory and record size of `gd.watch` on a GPT-2-small-sized model (124 M parameters), on the CPU.
+
+    $ python benchmarks/memory_scale.py [--steps 100]
+
+The gradients are fixed (one random draw) and the optimizer's learning rate is 0, so every
+`optimizer.step()` costs only what the probe does at it: the step-time figure is the probe's own
+cost per step (every 50th step also measures details and updates). Reported: parameter memory; the
+probe's persistent tensors and its step buffer at `flush_every` (what it holds between flushes);
+the transient copy held on update steps; the record's size, per step and per 10,000 steps.
+Figures are in docs/integrations.md ("Memory and scale"). No forward pass runs, so the record has no
+activation blobs (5 + 1 values per layer every 50th step: under 1 % of the size here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import torch
+from torch import nn
+
+import gradient_doctor as gd
+
+
+def gpt2_small_parameters(vocab=50257, d=768, layers=12, heads=12, ff=3072, ctx=1024) -> nn.Module:
+    """GPT-2 small's parameter tensors (tied embedding/head), as benchmarks/checkup_time.py builds them;
+    no forward is needed here."""
+    block = nn.TransformerEncoderLayer(d, heads, ff, activation="gelu", batch_first=True, norm_first=True)
+    model = nn.ModuleDict({
+        "wte": nn.Embedding(vocab, d), "wpe": nn.Embedding(ctx, d),
+        "blocks": nn.TransformerEncoder(block, layers, enable_nested_tensor=False),
+        "ln_f": nn.LayerNorm(d), "head": nn.Linear(d, vocab, bias=False),
+    })
+    model.head.weight = model.wte.weight
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=100)
+    steps = parser.parse_args().steps
+    torch.manual_seed(0)
+    model = gpt2_small_parameters()
+    params = list(model.parameters())
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt = torch.optim.SGD(params, lr=0.0)
+
+    def timed_steps(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            opt.step()
+        return (time.perf_counter() - start) / n
+
+    plain = timed_steps(10)
+    with tempfile.TemporaryDirectory() as root:
+        flush_every = 100
+        with gd.watch(model, opt, log_dir=root, flush_every=flush_every) as run:
+            probe = run._probe
+            persistent = probe.numel.nbytes + probe.rollup.param_index.nbytes + probe.rollup.layer_index.nbytes
+            watched = timed_steps(steps)
+            buffer = sum(v.values.nbytes for v in probe.completed)
+            width = probe.completed[-1].values.numel() if probe.completed else 0
+        size = os.path.getsize(os.path.join(root, "run.db"))
+    layers, tensors = len(probe.layers), len(probe.params)
+    print(f"model: {sum(p.numel() for p in params) / 1e6:.1f} M parameters, {param_bytes / 2**20:.0f} MiB; "
+          f"{layers} layers, {tensors} parameter tensors; threads {torch.get_num_threads()}")
+    print(f"probe persistent tensors: {persistent} B; step buffer at flush_every={flush_every}: "
+          f"{width * 8 * flush_every / 2**10:.0f} KiB (measured {buffer / 2**10:.0f} KiB after {steps} steps) "
+          f"= {100 * (persistent + width * 8 * flush_every) / param_bytes:.3f} % of parameter memory")
+    print(f"transient on update steps (every 50th): a copy of the trained parameters, {param_bytes / 2**20:.0f} MiB")
+    print(f"optimizer.step() with lr=0: plain {plain * 1e3:.1f} ms, watched {watched * 1e3:.1f} ms "
+          f"(probe: {(watched - plain) * 1e3:.1f} ms per step, mean over {steps} steps)")
+    print(f"record: {size / 2**10:.0f} KiB after {steps} steps = {size / steps / 2**10:.1f} KiB per step, "
+          f"{size / steps * 1e4 / 2**20:.0f} MiB per 10,000 steps")
+
+
+if __name__ == "__main__":
+    main()
