@@ -6,12 +6,16 @@
     >>> print(run.summary())
     >>> print(gd.checkup(model, x))  # before training: where the gradient vanishes or explodes, and why
     >>> print(run.diagnose())        # after (or during) training: what went wrong in the run, where, and what to do
+    >>> t = gd.treat(model, gd.checkup(model, x), inputs=x)   # remedies, each verified on the batch
 """
 
 from ._version import __version__
 from .diagnosis import CheckupError, Diagnosis, Finding, TrainingStopped, checkup, diagnose
 from .errors import GradientDoctorError, RecordError, RunClosedError
 from .record import Run, load
+from . import remedies
+from .report import report, to_tensorboard
+from .treat import NotApplicable, Treatment, UnsafeRemedy, clip, treat
 from .watch import watch
 
 __all__ = [
@@ -28,4 +32,12 @@ __all__ = [
     "diagnose",
     "Diagnosis",
     "Finding",
+    "report",
+    "to_tensorboard",
+    "treat",
+    "Treatment",
+    "remedies",
+    "clip",
+    "NotApplicable",
+    "UnsafeRemedy",
 ]

@@ -2,7 +2,9 @@
 
     $ gradient-doctor demo              # a deep sigmoid MLP, watched while it trains
     $ gradient-doctor show runs/a       # the summary of a recorded run, then its diagnosis
+    $ gradient-doctor report runs/a -o report.html   # an offline HTML report
     $ gradient-doctor checkup mypkg.models:build --input-shape 32 784   # one-batch preflight
+    $ gradient-doctor treat mypkg.models:build --input-shape 32 784 --out treated.pt
     $ gradient-doctor --version
 """
 
@@ -16,6 +18,8 @@ from rich.console import Console
 from ._version import __version__
 from .diagnosis.command import add_parser as add_checkup_parser
 from .errors import GradientDoctorError
+from .report.command import add_parser as add_report_parser
+from .treat.command import add_parser as add_treat_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
 
     add_checkup_parser(commands)
+    add_report_parser(commands)
+    add_treat_parser(commands)
     return parser
 
 
@@ -51,10 +57,18 @@ def main(argv: list[str] | None = None) -> int:
             from .lab.demo import run_demo
 
             run_demo(steps=args.steps, out=args.out, seed=args.seed, console=console)
+        elif args.command == "report":
+            from .report.command import run as run_report
+
+            return run_report(args, console)
         elif args.command == "checkup":
             from .diagnosis.command import run as run_checkup
 
             return run_checkup(args, console)
+        elif args.command == "treat":
+            from .treat.command import run as run_treat
+
+            return run_treat(args, console)
     except GradientDoctorError as err:
         console.print(f"[bold red]error:[/] {err}")
         return 2

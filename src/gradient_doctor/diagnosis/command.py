@@ -31,6 +31,13 @@ class CommandError(GradientDoctorError):
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("checkup", help="check a model for vanishing/exploding gradients on one batch")
+    add_batch_arguments(parser)
+    parser.add_argument("--trials", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    """MODULE:FACTORY and where the batch comes from (--input-shape [--vocab-size] or --batch), and --seed."""
     parser.add_argument("factory", help="MODULE:FACTORY: a module path or .py file, and a function returning the model")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input-shape", type=int, nargs="+", metavar="N", help="shape of a random input batch")
@@ -38,21 +45,29 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--vocab-size", type=int, default=None,
                         help="random token ids in [0, V) instead of N(0, 1) floats (for --input-shape)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--trials", type=int, default=1)
-    parser.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    model = load_factory(args.factory)()
-    if not isinstance(model, torch.nn.Module):
-        raise CommandError(f"expected {args.factory} to return a torch.nn.Module; got {type(model).__name__}")
-    inputs = load_batch(args.batch) if args.batch else random_batch(args.input_shape, args.vocab_size, args.seed)
-    diagnosis = checkup(model, inputs, trials=args.trials, seed=args.seed)
+    model = load_model(args.factory)
+    diagnosis = checkup(model, read_batch(args), trials=args.trials, seed=args.seed)
     if args.json:
         console.print_json(json.dumps(diagnosis.to_dict(), allow_nan=False))
     else:
         console.print(diagnosis)
     return 0 if diagnosis.healthy else 1
+
+
+def load_model(spec: str) -> torch.nn.Module:
+    """The model the factory named by "MODULE:FACTORY" returns."""
+    model = load_factory(spec)()
+    if not isinstance(model, torch.nn.Module):
+        raise CommandError(f"expected {spec} to return a torch.nn.Module; got {type(model).__name__}")
+    return model
+
+
+def read_batch(args: argparse.Namespace):
+    """The batch the arguments of `add_batch_arguments` name: loaded from --batch, or random of --input-shape."""
+    return load_batch(args.batch) if args.batch else random_batch(args.input_shape, args.vocab_size, args.seed)
 
 
 def load_factory(spec: str) -> Callable:

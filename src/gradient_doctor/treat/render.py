@@ -1,0 +1,77 @@
+"""Rich terminal view of a Treatment: remedies kept and rolled back, budgets before/after, the architecture diff.
+
+    >>> Console().print(treatment)     # or print(treatment) for plain text
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import shutil
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ..diagnosis.remedies import CATALOG
+from .health import Health
+
+if TYPE_CHECKING:
+    from ..diagnosis.finding import Diagnosis
+    from .treatment import Treatment
+
+
+def render(t: "Treatment") -> RenderableType:
+    parts: list[RenderableType] = [remedy_table(t), budget_table(t.before, t.after)]
+    if t.diff:
+        parts.append(Text("architecture diff (carry it into your code; weights are in Treatment.model):", style="bold"))
+        parts += [Text(line, style="red" if line.startswith("-") else "green") for line in t.diff]
+    for name in t.training:
+        parts.append(Text(f"training loop: {name} — {CATALOG[name]} (attached by Treatment.rebuild_optimizer)"))
+    for name in t.advice:
+        parts.append(Text(f"advice: {name} — {CATALOG[name]}"))
+    verdict = Text("after treatment: healthy", style="bold green") if t.after.healthy else \
+        Text(f"after treatment: {Health.of(t.after).problems} problem(s) remain", style="bold red")
+    parts.append(verdict)
+    return Group(*parts)
+
+
+def to_text(t: "Treatment", width: int | None = None) -> str:
+    width = width or shutil.get_terminal_size((132, 24)).columns
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, no_color=True, force_terminal=False).print(render(t))
+    return buffer.getvalue().rstrip()
+
+
+def remedy_table(t: "Treatment") -> Table:
+    table = Table(title="treatment: each remedy verified with checkup on the batch", title_justify="left",
+                  box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table.add_column("remedy", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("why", overflow="fold")
+    for i, name in enumerate(t.applied, 1):
+        table.add_row(name, Text(f"kept ({i})", style="green"), CATALOG[name])
+    for name, reason in t.rejected:
+        table.add_row(name, Text("rolled back", style="yellow"), reason)
+    return table
+
+
+def budget_table(before: "Diagnosis", after: "Diagnosis") -> Table:
+    table = Table(title="gradient budget before -> after", title_justify="left", box=box.SIMPLE_HEAD,
+                  padding=(0, 1), pad_edge=False)
+    for column in ("", "before", "after"):
+        table.add_column(column, justify="right" if column else "left")
+    rows = [("end-to-end ratio (depth)", lambda d: _ratio(d.measurement.budget.through_depth)),
+            ("orders of magnitude off", lambda d: f"{Health.of(d).orders_off:.1f}"),
+            ("warning/critical findings", lambda d: str(Health.of(d).problems))]
+    for label, cell in rows:
+        table.add_row(label, cell(before), cell(after))
+    for b, a in zip(before.measurement.recurrent, after.measurement.recurrent):
+        table.add_row(f"{b.name}: first/last time step", _ratio(float(b.relative[0])), _ratio(float(a.relative[0])))
+    return table
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2e}" if math.isfinite(value) else str(value)

@@ -1,0 +1,233 @@
+"""`gd.treat`: apply ranked remedies cheapest-first, verify each with checkup on the same batch, keep what helps.
+
+    >>> t = gd.treat(model, gd.checkup(model, x), inputs=x)
+    >>> t.applied, t.after.healthy
+    (['he_init'], True)
+    >>> opt = t.rebuild_optimizer(opt)     # same class and hyperparameters over the treated model's parameters
+    >>> print(t)                           # what was applied or rejected and why, the architecture diff, budgets
+
+Each candidate remedy is applied to a copy of the current model; `checkup` measures the copy on the batch; the
+copy is kept only when the gradient budget moved closer to balance and nothing new broke (treat/health.py),
+otherwise it is dropped (rolled back) with the reason. After each kept remedy the search starts again from the
+cheapest, while problems remain (up to `max_applied` remedies), so a remedy can follow another. With
+`trial_steps=N` every candidate that passes checkup is also trained N steps on the batch (treat/trial.py), and
+the one whose loss fell most is kept, provided it fell at least as much as the model's before it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..diagnosis.calling import Inputs
+from ..diagnosis.checkup import checkup
+from ..diagnosis.finding import Diagnosis
+from ..errors import GradientDoctorError
+from .catalog import Context, Remedy, lookup
+from .diff import architecture, architecture_diff
+from .errors import NotApplicable, UnsafeRemedy
+from .health import Health, worse_reason
+from .optimizer import rebuild_optimizer
+from .trial import OptimizerFactory, default_optimizer, loss_drop
+
+
+@dataclass
+class Treatment:
+    """The treated model, what was applied (in order), what was rejected and why, and the checkups around it."""
+
+    model: nn.Module
+    applied: list[str]
+    rejected: list[tuple[str, str]]  # (remedy, reason), for every candidate not applied
+    before: Diagnosis
+    after: Diagnosis
+    diff: list[str]  # architecture diff, "- name: Module(...)" / "+ name: Module(...)"
+    training: list[str] = field(default_factory=list)  # clipping remedies, attached by rebuild_optimizer
+    advice: list[str] = field(default_factory=list)  # remedies for the user to carry out (learning rate, ...)
+    clippers: list[Any] = field(default_factory=list)  # handles of the clipping hooks rebuild_optimizer attached
+    origin_names: dict[int, str] = field(default_factory=dict, repr=False)  # id(untreated parameter) -> name
+
+    def rebuild_optimizer(self, old: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """A new optimizer of `old`'s class and per-group hyperparameters over the treated model's parameters
+        (state such as momentum starts afresh), with the clipping remedies of `training` attached to it."""
+        optimizer, self.clippers = rebuild_optimizer(old, self.model, self.training, self.origin_names)
+        return optimizer
+
+    def __rich_console__(self, console, options):
+        from .render import render
+
+        yield render(self)
+
+    def __str__(self) -> str:
+        from .render import to_text
+
+        return to_text(self)
+
+
+def treat(
+    model: nn.Module,
+    diagnosis_or_remedies: Diagnosis | Sequence[str],
+    inputs: Inputs | None = None,
+    targets: Any = None,
+    loss_fn: Callable | None = None,
+    *,
+    inplace: bool = False,
+    trial_steps: int = 0,
+    trial_optimizer: OptimizerFactory = default_optimizer,
+    max_applied: int = 8,
+    seed: int = 0,
+) -> Treatment:
+    """Treat `model` with the remedies a diagnosis ranks (or the names given), verified on the batch `inputs`.
+
+    >>> t = treat(nn.Sequential(*[nn.Linear(64, 64), nn.Sigmoid()] * 20), ["swap_activation:relu", "he_init"],
+    ...           inputs=torch.randn(128, 64))
+    >>> t.applied
+    ['he_init', 'swap_activation:relu', 'he_init']
+
+    `inputs`, `targets`, `loss_fn` are as for `checkup`. The model is deep-copied unless `inplace=True`, in which
+    case the treated structure and weights are moved into `model` itself (when its root type is unchanged).
+    Device and dtype are preserved. `reduce_depth` and `greedy_pretrain` run only when named explicitly.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if inputs is None:
+        raise ValueError("treat verifies every remedy with checkup on a batch: pass inputs=... (and targets/loss_fn "
+                         "for the task loss)")
+    if isinstance(trial_steps, bool) or not isinstance(trial_steps, int) or trial_steps < 0:
+        raise ValueError(f"trial_steps must be a non-negative int; got {trial_steps!r}")
+    names, explicit = _remedy_names(diagnosis_or_remedies)
+    remedies = [lookup(name) for name in names]
+
+    def check(candidate: nn.Module) -> Diagnosis:
+        return checkup(candidate, inputs, targets, loss_fn, seed=seed)
+
+    def trial(candidate: nn.Module) -> float:
+        return loss_drop(candidate, inputs, targets, loss_fn, steps=trial_steps, optimizer=trial_optimizer,
+                         seed=seed)
+
+    structure = architecture(model)
+    origin_names = {id(p): name for name, p in model.named_parameters()}
+    current = copy.deepcopy(model)
+    before = check(current)
+    state = _State(current, before, Health.of(before), trial(current) if trial_steps else math.nan)
+    applied: list[str] = []
+    rejected: dict[str, str] = {}
+    surgery = sorted((r for r in remedies if r.kind == "surgery"), key=lambda r: r.cost)
+    for remedy in [r for r in surgery if r.opt_in and not explicit]:
+        rejected[remedy.name] = "opt-in: runs only when named explicitly"
+    pending = [r for r in surgery if explicit or not r.opt_in]
+    context = Context(inputs, _sequence_length(before))
+    while len(applied) < max_applied and not (state.health.healthy and not explicit):
+        chosen: tuple[Remedy, _State] | None = None
+        for remedy in [r for r in pending if not (applied and applied[-1] == r.name)]:  # changed since applied
+            outcome = _attempt(remedy, state, context, check, trial if trial_steps else None, seed + len(applied))
+            if isinstance(outcome, str):
+                rejected[remedy.name] = outcome
+                if outcome.startswith(("not applicable", "failed", "unsafe")):
+                    pending.remove(remedy)
+                continue
+            if chosen is None or outcome.loss_drop > chosen[1].loss_drop:
+                chosen = (remedy, outcome)
+            if not trial_steps:  # cheapest first: the first remedy that helps is taken
+                break
+        if chosen is None:
+            break
+        state = chosen[1]
+        applied.append(chosen[0].name)
+    for name in applied:
+        rejected.pop(name, None)
+    treated = _settle(model, state.model, inplace)
+    return Treatment(
+        model=treated,
+        applied=applied,
+        rejected=list(rejected.items()),
+        before=before,
+        after=state.diagnosis,
+        diff=architecture_diff(structure, architecture(treated)),
+        training=[r.name for r in remedies if r.kind == "training"],
+        advice=[r.name for r in remedies if r.kind == "advice"],
+        origin_names=origin_names,
+    )
+
+
+@dataclass(frozen=True)
+class _State:
+    model: nn.Module
+    diagnosis: Diagnosis
+    health: Health
+    loss_drop: float  # NaN without trials
+
+
+def _attempt(remedy: Remedy, state: _State, context: Context, check: Callable[[nn.Module], Diagnosis],
+             trial: Callable[[nn.Module], float] | None, seed: int) -> _State | str:
+    """The state after `remedy`, or the reason it was rolled back."""
+    candidate = copy.deepcopy(state.model)
+    placement = _placement(candidate)
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            candidate = remedy.apply(candidate, context)
+    except NotApplicable as err:
+        return f"not applicable: {err}"
+    except UnsafeRemedy as err:
+        return f"unsafe: {err}"
+    except Exception as err:  # a remedy's bug must not lose the user's model: report it, keep the last good state
+        warnings.warn(f"gradient-doctor: remedy {remedy.name} failed ({type(err).__name__}: {err}); rolled back",
+                      RuntimeWarning, stacklevel=3)
+        return f"failed: {type(err).__name__}: {err}"
+    moved = _placement(candidate) - placement
+    if moved:
+        return f"failed: changed the device/dtype of the parameters to {sorted(map(str, moved))}"
+    try:
+        diagnosis = check(candidate)
+    except GradientDoctorError as err:
+        return f"failed: checkup of the treated model: {err}"
+    health = Health.of(diagnosis)
+    reason = worse_reason(state.health, health)
+    if reason is not None:
+        return reason
+    drop = trial(candidate) if trial is not None else math.nan
+    if trial is not None and not drop > -math.inf:
+        return "trial: the loss became non-finite in training"
+    if trial is not None and not drop >= state.loss_drop:
+        return f"trial: loss fell by {drop:.1%} in training, the model before it {state.loss_drop:.1%}"
+    return _State(candidate, diagnosis, health, drop)
+
+
+def _remedy_names(source: Diagnosis | Sequence[str]) -> tuple[list[str], bool]:
+    """The remedy names, in order and without repeats, and whether they were named explicitly (not a diagnosis)."""
+    if isinstance(source, Diagnosis):
+        serious = [f for f in source.findings if f.severity in ("warning", "critical")]
+        return list(dict.fromkeys(name for f in serious for name in f.remedies)), False
+    if isinstance(source, str) or not isinstance(source, Sequence) or not all(isinstance(n, str) for n in source):
+        raise TypeError("expected a Diagnosis or a list of remedy names such as ['he_init', 'insert_norm:batch']; "
+                        f"got {source!r:.80}")
+    return list(dict.fromkeys(source)), True
+
+
+def _sequence_length(diagnosis: Diagnosis) -> int | None:
+    m = diagnosis.measurement
+    return max((t.steps for t in m.recurrent), default=None) if m is not None else None
+
+
+def _placement(model: nn.Module) -> set[tuple[str, str]]:
+    return {(str(p.device), str(p.dtype)) for p in model.parameters()}
+
+
+def _settle(original: nn.Module, treated: nn.Module, inplace: bool) -> nn.Module:
+    """`treated`, moved into the `original` object when `inplace` and the root type is unchanged."""
+    if not inplace or treated is original:
+        return treated
+    if type(treated) is not type(original):
+        warnings.warn(f"gradient-doctor: the treatment replaced the root module ({type(original).__name__} -> "
+                      f"{type(treated).__name__}); inplace=True cannot keep the object: use Treatment.model",
+                      UserWarning, stacklevel=3)
+        return treated
+    original.__dict__.update(treated.__dict__)
+    return original
