@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import datetime
 import json
-import math
 import platform
 import time
 from pathlib import Path
@@ -18,50 +17,16 @@ import torch
 from torch import nn
 
 import gradient_doctor as gd
+from gradient_doctor.lab.tasks import LastStepRegressor, adding_problem, plain_mlp as mlp
 from gradient_doctor.treat.health import Health
 
 OUT = Path(__file__).parent / "results"
-
-
-def mlp(depth: int, width: int, activation: type[nn.Module], gain: float | None = None) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for _ in range(depth - 1):
-        layers += [nn.Linear(width, width), activation()]
-    model = nn.Sequential(*layers, nn.Linear(width, 10))
-    if gain is not None:
-        with torch.no_grad():
-            for m in model:
-                if isinstance(m, nn.Linear):
-                    m.weight.normal_(0, gain / math.sqrt(m.in_features))
-                    m.bias.zero_()
-    return model
-
-
-class LastStep(nn.Module):
-    def __init__(self, hidden: int = 32):
-        super().__init__()
-        self.rnn = nn.RNN(2, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, 1)
-
-    def forward(self, x):
-        out, _ = self.rnn(x)
-        return self.head(out[:, -1]).squeeze(-1)
 
 
 def teacher(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 64, generator=g)
     return x, (x @ torch.randn(64, 10, generator=torch.Generator().manual_seed(99))).argmax(1)
-
-
-def adding(n: int, seed: int, steps: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    values = torch.rand(n, steps, generator=g)
-    marks = torch.zeros(n, steps)
-    rows = torch.arange(n)
-    marks[rows, torch.randint(0, steps // 2, (n,), generator=g)] = 1
-    marks[rows, torch.randint(steps // 2, steps, (n,), generator=g)] = 1
-    return torch.stack([values, marks], -1), (values * marks).sum(1)
 
 
 def held_out(model: nn.Module, train, test, loss_fn, steps: int, lr: float) -> float:
@@ -87,7 +52,9 @@ CASES = {
                                           4096, "accuracy"),
     "tanh MLP, 30 layers, gain 3": (lambda: mlp(30, 64, nn.Tanh, 3.0), teacher, nn.CrossEntropyLoss, 200, 1e-3,
                                     4096, "accuracy"),
-    "vanilla RNN, adding problem T=100": (LastStep, adding, nn.MSELoss, 300, 3e-3, 256, "MSE (predicting 1: 0.167)"),
+    "vanilla RNN, adding problem T=100": (lambda: LastStepRegressor(nn.RNN(2, 32, batch_first=True)),
+                                          lambda n, seed: adding_problem(n, 100, seed), nn.MSELoss, 300, 3e-3,
+                                          256, "MSE (predicting 1: 0.167)"),
 }
 
 

@@ -11,21 +11,7 @@ from torch import nn
 
 import gradient_doctor as gd
 from gradient_doctor.cli import main as cli_main
-
-
-def mlp(depth: int, width: int, activation: type[nn.Module], gain: float | None = None) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for _ in range(depth - 1):
-        layers += [nn.Linear(width, width), activation()]
-    layers.append(nn.Linear(width, 10))
-    model = nn.Sequential(*layers)
-    if gain is not None:
-        with torch.no_grad():
-            for m in model:
-                if isinstance(m, nn.Linear):
-                    m.weight.normal_(0, gain / math.sqrt(m.in_features))
-                    m.bias.zero_()
-    return model
+from gradient_doctor.lab.tasks import LastStepRegressor, adding_problem, plain_mlp as mlp
 
 
 def teacher_task(n: int = 256, dim: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,34 +82,9 @@ def test_treat_heals_deep_mlps_and_they_train_better(activation, gain):
     assert treated < 0.5 * untreated, (untreated, treated)
 
 
-class LastStep(nn.Module):
-    """A recurrent model reading out the last step: `out, h = self.rnn(x)` as user code writes it."""
-
-    def __init__(self, hidden: int = 32):
-        super().__init__()
-        self.rnn = nn.RNN(2, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, 1)
-
-    def forward(self, x):
-        out, _ = self.rnn(x)
-        return self.head(out[:, -1]).squeeze(-1)
-
-
-def adding_problem(n: int, steps: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two channels: values U(0, 1) and a marker on two positions; the target is the sum of the marked values."""
-    g = torch.Generator().manual_seed(seed)
-    values = torch.rand(n, steps, generator=g)
-    marks = torch.zeros(n, steps)
-    first = torch.randint(0, steps // 2, (n,), generator=g)
-    second = torch.randint(steps // 2, steps, (n,), generator=g)
-    marks[torch.arange(n), first] = 1
-    marks[torch.arange(n), second] = 1
-    return torch.stack([values, marks], -1), (values * marks).sum(1)
-
-
 def test_treat_heals_a_vanilla_rnn_through_time():
     torch.manual_seed(0)
-    model = LastStep()
+    model = LastStepRegressor(nn.RNN(2, 32, batch_first=True))
     x, y = adding_problem(64, 100, seed=0)
     loss_fn = nn.MSELoss()
     before = gd.checkup(model, x, y, loss_fn)
@@ -278,9 +239,5 @@ def test_report_of_a_treatment_shows_the_diff_and_both_budgets(tmp_path):
     page = gd.report(t, tmp_path / "t.html").read_text()
     assert "swap_activation:relu" in page and "- 1: Sigmoid()" in page and "+ 1: ReLU()" in page
     for diagnosis in (t.before, t.after):  # the waterfalls' totals, in orders of magnitude
-        orders = math.log10(gradient_ratio_of(diagnosis))
+        orders = math.log10(diagnosis.measurement.budget.end_to_end)
         assert f"end to end: {orders:.3g} orders of magnitude" in page, orders
-
-
-def gradient_ratio_of(diagnosis: gd.Diagnosis) -> float:
-    return diagnosis.measurement.budget.end_to_end
