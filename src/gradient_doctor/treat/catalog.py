@@ -8,7 +8,7 @@
 `gd.treat` tries surgery cheapest-first: re-initialising (cost 0) before swapping modules (1) before adding
 modules (2) before training anything (3). `opt_in` remedies (`reduce_depth`, `greedy_pretrain`) run only when named
 explicitly, never because a finding ranked them. An activation swap re-draws the weights with the init made
-for the new activation (He for the ReLU family, Xavier for tanh); `to_lstm`/`to_gru` set the new gates' biases
+for the new activation in the layers that feed it (He for the ReLU family, Xavier for tanh); `to_lstm`/`to_gru` set the new gates' biases
 (`forget_gate_bias`, chrono init over the measured sequence length). Training-loop remedies (gradient clipping) cannot be verified
 on one batch: `Treatment.rebuild_optimizer` attaches them. Advice (learning rate, weight decay) is reported.
 """
@@ -61,9 +61,13 @@ def _forget_gate_bias(model: nn.Module, ctx: Context) -> nn.Module:
 
 def _swap_and_reinit(model: nn.Module, target: str) -> nn.Module:
     # Weights drawn for the old activation are wrong for the new one (a sigmoid net's gain-1 init halves a ReLU
-    # net's signal every two layers): the swap re-draws them with the init made for the new activation.
+    # net's signal every two layers): the layers feeding a new activation are re-drawn with its init.
+    before = {id(m) for m in model.modules()}
     model = swap_activation(model, target)
-    return xavier_init(model) if target == "tanh" else he_init(model)
+    new = [m for m in model.modules() if id(m) not in before]
+    if not any(True for _ in model.parameters()):
+        return model
+    return xavier_init(model, feeding=new) if target == "tanh" else he_init(model, feeding=new)
 
 
 _SURGERY: dict[str, tuple[int, Callable[[nn.Module, Context], nn.Module]]] = {
@@ -93,7 +97,10 @@ ADVICE = ("increase_lr", "decrease_lr", "decrease_weight_decay")
 
 
 def lookup(name: str) -> Remedy:
-    """The remedy called `name` in the catalog (diagnosis/remedies.py); ValueError naming the catalog otherwise."""
+    """The remedy called `name` in the catalog (diagnosis/remedies.py); ValueError naming the catalog otherwise.
+
+        >>> lookup("insert_norm:layer").apply(model, Context())
+    """
     if name not in CATALOG:
         raise ValueError(f"unknown remedy {name!r}; expected one of {sorted(CATALOG)}")
     if name.startswith("swap_activation:"):

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from ..diagnosis.checkup import checkup
 from ..diagnosis.command import CommandError, add_batch_arguments, load_model, read_batch
 from ..diagnosis.finding import json_safe
 from .treatment import treat
@@ -35,8 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     model = load_model(args.factory)
     inputs = read_batch(args)
-    source = [n.strip() for n in args.remedies.split(",") if n.strip()] if args.remedies else \
-        checkup(model, inputs, seed=args.seed)
+    source = [n.strip() for n in args.remedies.split(",") if n.strip()] if args.remedies else None
     try:
         treatment = treat(model, source, inputs, seed=args.seed)
     except (TypeError, ValueError) as err:

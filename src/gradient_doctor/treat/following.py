@@ -16,20 +16,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..probe.layers import activation_spec
-
-#: The layers the init remedies draw: their weight is (out, in, *kernel) or, transposed, (in, out, *kernel).
-FEEDFORWARD = (
-    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-)
-#: Layers with parameters that sit between a weight layer and its activation without ending the search.
-NORMALISATION = tuple(
-    kind
-    for kind in (
-        nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm, nn.GroupNorm,
-        nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, getattr(nn, "RMSNorm", None),
-    )
-    if kind is not None
-)
+from .anatomy import NORMS, WEIGHT_LAYERS
 
 # calculate_gain's names for activation modules (ReLU6 is a Hardtanh: the rectifiers are checked first). Smooth
 # rectifiers (ELU, GELU, SiLU, ...) have no entry in calculate_gain and take ReLU's. SELU takes "linear" (LeCun
@@ -53,14 +40,14 @@ def following_activations(model: nn.Module) -> dict[str, nn.Module | None]:
     found: dict[str, nn.Module | None] = {}
     pending: str | None = None
     for name, module in model.named_modules():
-        if isinstance(module, FEEDFORWARD):
+        if isinstance(module, WEIGHT_LAYERS):
             found[name] = None
             pending = name
         elif activation_spec(module) is not None:
             if pending is not None:
                 found[pending] = module
             pending = None
-        elif not isinstance(module, NORMALISATION) and any(True for _ in module.parameters(recurse=False)):
+        elif not isinstance(module, NORMS) and any(True for _ in module.parameters(recurse=False)):
             pending = None
     return found
 

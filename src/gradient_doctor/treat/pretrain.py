@@ -123,8 +123,9 @@ def _represent(below: list[nn.Module], x: Tensor) -> Tensor:
 def _least_squares(decoder: nn.Linear, code: Tensor, target: Tensor) -> None:
     """Set `decoder` to the affine map from `code` to `target` with the least squared error (pseudo-inverse)."""
     code, target = code.reshape(-1, code.shape[-1]), target.reshape(-1, target.shape[-1])  # rows: examples
-    design = torch.cat([code, torch.ones_like(code[:, :1])], dim=1).float()
-    solution = torch.linalg.pinv(design) @ target.float()
+    dtype = torch.promote_types(code.dtype, torch.float32)  # float64 models solve in float64
+    design = torch.cat([code, torch.ones_like(code[:, :1])], dim=1).to(dtype)
+    solution = torch.linalg.pinv(design) @ target.to(dtype)
     decoder.weight.copy_(solution[:-1].T)
     decoder.bias.copy_(solution[-1])
 

@@ -29,7 +29,6 @@ from torch import nn
 from ..diagnosis.calling import Inputs
 from ..diagnosis.checkup import checkup
 from ..diagnosis.finding import Diagnosis
-from ..errors import GradientDoctorError
 from .catalog import Context, Remedy, lookup
 from .diff import architecture, architecture_diff
 from .errors import NotApplicable, UnsafeRemedy
@@ -55,11 +54,14 @@ class Treatment:
 
     def rebuild_optimizer(self, old: torch.optim.Optimizer) -> torch.optim.Optimizer:
         """A new optimizer of `old`'s class and per-group hyperparameters over the treated model's parameters
-        (state such as momentum starts afresh), with the clipping remedies of `training` attached to it."""
+        (state such as momentum starts afresh), with the clipping remedies of `training` attached to it.
+
+            >>> optimizer = treatment.rebuild_optimizer(optimizer)
+        """
         optimizer, self.clippers = rebuild_optimizer(old, self.model, self.training, self.origin_names)
         return optimizer
 
-    def __rich_console__(self, console, options):
+    def __rich_console__(self, console: Any, options: Any) -> Any:
         from .render import render
 
         yield render(self)
@@ -72,7 +74,7 @@ class Treatment:
 
 def treat(
     model: nn.Module,
-    diagnosis_or_remedies: Diagnosis | Sequence[str],
+    diagnosis_or_remedies: Diagnosis | Sequence[str] | None = None,
     inputs: Inputs | None = None,
     targets: Any = None,
     loss_fn: Callable | None = None,
@@ -85,11 +87,12 @@ def treat(
 ) -> Treatment:
     """Treat `model` with the remedies a diagnosis ranks (or the names given), verified on the batch `inputs`.
 
-    >>> t = treat(nn.Sequential(*[nn.Linear(64, 64), nn.Sigmoid()] * 20), ["swap_activation:relu", "he_init"],
-    ...           inputs=torch.randn(128, 64))
-    >>> t.applied
-    ['he_init', 'swap_activation:relu', 'he_init']
+    >>> model = nn.Sequential(*[m for _ in range(19) for m in (nn.Linear(64, 64), nn.Sigmoid())], nn.Linear(64, 10))
+    >>> treat(model, inputs=torch.randn(128, 64)).applied     # the remedies its checkup on this batch ranks
+    ['he_init', 'swap_activation:relu']
 
+    `diagnosis_or_remedies`: None (the findings of the checkup on `inputs`, which `treat` runs anyway), a
+    Diagnosis (its warning/critical findings' remedies; from `checkup` or `run.diagnose()`), or remedy names.
     `inputs`, `targets`, `loss_fn` are as for `checkup`. The model is deep-copied unless `inplace=True`, in which
     case the treated structure and weights are moved into `model` itself (when its root type is unchanged).
     Device and dtype are preserved. `reduce_depth` and `greedy_pretrain` run only when named explicitly.
@@ -101,7 +104,7 @@ def treat(
                          "for the task loss)")
     if isinstance(trial_steps, bool) or not isinstance(trial_steps, int) or trial_steps < 0:
         raise ValueError(f"trial_steps must be a non-negative int; got {trial_steps!r}")
-    names, explicit = _remedy_names(diagnosis_or_remedies)
+    names, explicit = _remedy_names(diagnosis_or_remedies) if diagnosis_or_remedies is not None else ([], False)
     remedies = [lookup(name) for name in names]
 
     def check(candidate: nn.Module) -> Diagnosis:
@@ -116,17 +119,19 @@ def treat(
     current = copy.deepcopy(model)
     before = check(current)
     state = _State(current, before, Health.of(before), trial(current) if trial_steps else math.nan)
-    applied: list[str] = []
+    if diagnosis_or_remedies is None:
+        remedies = [lookup(name) for name in _remedy_names(before)[0]]
+    kept: list[Remedy] = []
     rejected: dict[str, str] = {}
     surgery = sorted((r for r in remedies if r.kind == "surgery"), key=lambda r: r.cost)
     for remedy in [r for r in surgery if r.opt_in and not explicit]:
         rejected[remedy.name] = "opt-in: runs only when named explicitly"
     pending = [r for r in surgery if explicit or not r.opt_in]
     context = Context(inputs, _sequence_length(before))
-    while len(applied) < max_applied and not (state.health.healthy and not explicit):
+    while len(kept) < max_applied and not (state.health.healthy and not explicit):
         chosen: tuple[Remedy, _State] | None = None
-        for remedy in [r for r in pending if not (applied and applied[-1] == r.name)]:  # changed since applied
-            outcome = _attempt(remedy, state, context, check, trial if trial_steps else None, seed + len(applied))
+        for remedy in [r for r in pending if _worth_retrying(r, kept)]:
+            outcome = _attempt(remedy, state, context, check, trial if trial_steps else None, seed + len(kept))
             if isinstance(outcome, str):
                 rejected[remedy.name] = outcome
                 if outcome.startswith(("not applicable", "failed", "unsafe")):
@@ -139,7 +144,8 @@ def treat(
         if chosen is None:
             break
         state = chosen[1]
-        applied.append(chosen[0].name)
+        kept.append(chosen[0])
+    applied = [r.name for r in kept]
     for name in applied:
         rejected.pop(name, None)
     treated = _settle(model, state.model, inplace)
@@ -186,8 +192,8 @@ def _attempt(remedy: Remedy, state: _State, context: Context, check: Callable[[n
         return f"failed: changed the device/dtype of the parameters to {sorted(map(str, moved))}"
     try:
         diagnosis = check(candidate)
-    except GradientDoctorError as err:
-        return f"failed: checkup of the treated model: {err}"
+    except Exception as err:  # e.g. batch norm on a batch of one: the treated model cannot run this batch
+        return f"failed: checkup of the treated model: {type(err).__name__}: {err}"
     health = Health.of(diagnosis)
     reason = worse_reason(state.health, health)
     if reason is not None:
@@ -198,6 +204,13 @@ def _attempt(remedy: Remedy, state: _State, context: Context, check: Callable[[n
     if trial is not None and not drop >= state.loss_drop:
         return f"trial: loss fell by {drop:.1%} in training, the model before it {state.loss_drop:.1%}"
     return _State(candidate, diagnosis, health, drop)
+
+
+def _worth_retrying(remedy: Remedy, kept: list[Remedy]) -> bool:
+    """Not applied yet, or the model's structure changed (a remedy of cost >= 1) since it last was: re-drawing
+    the same init on the same architecture only samples the same distribution again."""
+    last = max((i for i, r in enumerate(kept) if r.name == remedy.name), default=None)
+    return last is None or any(r.cost >= 1 for r in kept[last + 1:])
 
 
 def _remedy_names(source: Diagnosis | Sequence[str]) -> tuple[list[str], bool]:

@@ -24,6 +24,7 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
 def default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """SGD, lr 0.01, momentum 0.9: `default_optimizer(model.parameters())`."""
     return torch.optim.SGD(params, lr=0.01, momentum=0.9)
 
 
