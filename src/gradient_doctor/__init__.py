@@ -13,7 +13,7 @@ from ._version import __version__
 from .diagnosis import CheckupError, Diagnosis, Finding, TrainingStopped, checkup, diagnose
 from .errors import GradientDoctorError, RecordError, RunClosedError
 from .record import Run, load
-from . import remedies
+from . import lab, remedies
 from .report import report, to_tensorboard
 from .treat import NotApplicable, Treatment, UnsafeRemedy, clip, treat
 from .watch import watch
@@ -37,6 +37,7 @@ __all__ = [
     "treat",
     "Treatment",
     "remedies",
+    "lab",
     "clip",
     "NotApplicable",
     "UnsafeRemedy",

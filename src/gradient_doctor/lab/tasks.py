@@ -12,17 +12,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .sequences import adding as adding_problem  # the two-channel adding problem; kept under its old name
 
-def adding_problem(n: int, steps: int, seed: int) -> tuple[Tensor, Tensor]:
-    """The adding problem (Hochreiter & Schmidhuber 1997), two-channel form: values U(0, 1) and a marker on one
-    position in each half; the target is the sum of the two marked values. Predicting 1 scores MSE 1/6."""
-    g = torch.Generator().manual_seed(seed)
-    values = torch.rand(n, steps, generator=g)
-    marks = torch.zeros(n, steps)
-    rows = torch.arange(n)
-    marks[rows, torch.randint(0, steps // 2, (n,), generator=g)] = 1
-    marks[rows, torch.randint(steps // 2, steps, (n,), generator=g)] = 1
-    return torch.stack([values, marks], -1), (values * marks).sum(1)
+__all__ = ["adding_problem", "LastStepRegressor", "plain_mlp"]
 
 
 class LastStepRegressor(nn.Module):
