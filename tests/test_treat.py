@@ -12,6 +12,7 @@ from torch import nn
 import gradient_doctor as gd
 from gradient_doctor.cli import main as cli_main
 from gradient_doctor.lab.tasks import LastStepRegressor, adding_problem, plain_mlp as mlp
+from gradient_doctor.treat.render import compact_diff, to_text
 
 
 def teacher_task(n: int = 256, dim: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,6 +154,14 @@ def test_architecture_diff_lists_swapped_modules():
     t = gd.treat(model, ["swap_activation:relu"], inputs=torch.randn(64, 32))
     assert t.applied == ["swap_activation:relu"]
     assert t.diff[:2] == ["- 1: Sigmoid()", "+ 1: ReLU()"] and len(t.diff) == 2 * 19
+
+
+def test_the_printed_diff_puts_identical_replacements_on_one_line():
+    torch.manual_seed(0)
+    t = gd.treat(mlp(20, 32, nn.Sigmoid), ["swap_activation:relu"], inputs=torch.randn(64, 32))
+    line = f"~ {', '.join(str(i) for i in range(1, 38, 2))}: Sigmoid() -> ReLU()"
+    assert compact_diff(t.diff) == [line]
+    assert line in to_text(t, width=400)
 
 
 def test_a_swap_redraws_only_the_layers_feeding_the_new_activations():

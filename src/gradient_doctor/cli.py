@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("log_dir", help="the log_dir given to gd.watch")
 
     demo = commands.add_parser("demo", help="watch a deep sigmoid MLP train and show where its gradient vanishes")
-    demo.add_argument("--steps", type=int, default=400, help="training steps per model (default 400)")
+    demo.add_argument("--steps", type=int, default=1500, help="training steps per model (default 1500)")
     demo.add_argument("--out", default=None, help="directory for the run records (default: a temporary one)")
     demo.add_argument("--seed", type=int, default=0)
 

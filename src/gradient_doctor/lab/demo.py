@@ -1,16 +1,21 @@
-"""The demo: a deep sigmoid MLP checked by `gd.checkup`, then trained under `gd.watch`, next to the
-same depth with ReLU + He init.
+"""The demo: the whole story of the vanishing gradient problem on MNIST-1D, in one run on a laptop.
 
-    >>> run_demo(steps=400)          # what `gradient-doctor demo` runs
+    >>> run_demo(steps=1500)          # what `gradient-doctor demo` runs
 
-The task is synthetic and seeded (a random teacher network labels Gaussian inputs into 4 classes),
-so it runs anywhere in seconds with nothing downloaded. It shows the textbook sign of the vanishing
-gradient problem: the lower layers' gradients and relative updates are orders of magnitude below
-the upper layers', and the deep sigmoid net learns little in the same budget.
+1. `gd.checkup` a deep sigmoid MLP on one batch: where the gradient is lost, before any training.
+2. Train it under `gd.watch`: the lower layers' gradients and relative updates stay orders of magnitude below
+   the upper layers' (the seeds' "the parameters of the lower layers barely change").
+3. `run.diagnose()` from the record: the finding, the layers, the ranked remedies.
+4. `gd.treat` the model at its initial weights with those remedies, each verified by checkup on the batch.
+5. Retrain the treated model with the same budget under `gd.watch`, and compare test accuracy.
+6. Write offline HTML reports of both runs and of the treatment.
+
+MNIST-1D (Greydanus 2020) is generated locally (lab/datasets.py): nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +29,13 @@ from torch import nn
 
 from ..diagnosis import Diagnosis, checkup
 from ..record import load
+from ..report import report
+from ..treat import Treatment, treat
 from ..watch import watch
+from .datasets import Split, mnist1d
+from .tasks import plain_mlp
 
-DEPTH, WIDTH, FEATURES, CLASSES = 10, 64, 32, 4
+DEPTH, WIDTH, BATCH = 12, 100, 128
 
 
 @dataclass
@@ -34,87 +43,83 @@ class DemoResult:
     name: str
     log_dir: Path
     accuracy: float
-    gradient_ratio: float  # median over steps of ‖g‖ first linear layer / last linear layer
-    update_ratio: float  # median of (‖Δw‖/‖w‖) first linear layer / last linear layer
+    gradient_ratio: float  # median over steps of ‖g‖ lowest hidden linear layer / highest hidden linear layer
+    update_ratio: float  # the same for the relative update ‖Δw‖/‖w‖
 
 
-def teacher_task(seed: int, n_train: int = 4096, n_test: int = 2048) -> tuple[torch.Tensor, ...]:
-    """Gaussian inputs labelled by a random two-layer tanh teacher (4 classes, roughly balanced)."""
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(n_train + n_test, FEATURES, generator=generator)
-    hidden = torch.tanh(x @ torch.randn(FEATURES, 64, generator=generator) / FEATURES**0.5)
-    logits = hidden @ torch.randn(64, CLASSES, generator=generator)
-    y = logits.argmax(dim=1)
-    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+@dataclass
+class Demo:
+    untreated: DemoResult
+    treated: DemoResult
+    treatment: Treatment
+    diagnosis: Diagnosis
+    reports: list[Path]
 
 
-def deep_mlp(activation: type[nn.Module], he_init: bool, seed: int) -> nn.Sequential:
-    """DEPTH hidden layers of WIDTH units; PyTorch's default init unless `he_init`."""
+def run_demo(steps: int = 1500, out: str | None = None, seed: int = 0, console: Console | None = None) -> Demo:
+    """Check, train, diagnose, treat and retrain a deep sigmoid MLP on MNIST-1D; print each stage; write reports."""
+    console = console or Console()
+    base = Path(out) if out else Path(tempfile.mkdtemp(prefix="gradient-doctor-demo-"))
+    data = mnist1d()
     torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    width_in = FEATURES
-    for _ in range(DEPTH):
-        linear = nn.Linear(width_in, WIDTH)
-        if he_init:
-            nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
-            nn.init.zeros_(linear.bias)
-        layers += [linear, activation()]
-        width_in = WIDTH
-    layers.append(nn.Linear(width_in, CLASSES))
-    return nn.Sequential(*layers)
+    model = _sigmoid_mlp(data)
+    initial = copy.deepcopy(model)
+    batch = (data.x_train[:256], data.y_train[:256])
+    loss_fn = nn.CrossEntropyLoss()
+    console.rule(f"gradient-doctor demo: a {DEPTH}-layer sigmoid MLP on MNIST-1D, {steps} SGD steps")
+
+    console.print(_findings_table("1. gd.checkup before training (one batch, weights untouched)",
+                                  [("sigmoid MLP", checkup(model, *batch, loss_fn))]))
+    with Progress(console=console, transient=True) as progress:
+        untreated = _train("sigmoid MLP", model, data, steps, base / "untreated", progress, seed)
+    run = load(untreated.log_dir)
+    console.print("2. trained under gd.watch: per-layer gradients (log scale), latest recorded step")
+    console.print(run.summary())
+    diagnosis = run.diagnose()
+    console.print(_findings_table("3. run.diagnose() from the record", [("sigmoid MLP", diagnosis)]))
+
+    treatment = treat(initial, diagnosis, *batch, loss_fn, seed=seed)
+    console.print("4. gd.treat at the initial weights, each remedy verified by checkup on the batch")
+    console.print(treatment)
+    with Progress(console=console, transient=True) as progress:
+        treated = _train("treated MLP", treatment.model, data, steps, base / "treated", progress, seed)
+    console.print(_verdict([untreated, treated], steps))
+    reports = [report(load(untreated.log_dir), base / "untreated.html"),
+               report(load(treated.log_dir), base / "treated.html"),
+               report(treatment, base / "treatment.html")]
+    console.print("6. reports: " + ", ".join(str(path) for path in reports))
+    console.print(f"Run records: {base} (inspect with `gradient-doctor show {untreated.log_dir}`)")
+    return Demo(untreated, treated, treatment, diagnosis, reports)
 
 
-def train_watched(name: str, model: nn.Module, data: tuple, steps: int, log_dir: Path, progress: Progress, seed: int) -> DemoResult:
-    x_train, y_train, x_test, y_test = data
+def _sigmoid_mlp(data: Split) -> nn.Sequential:
+    """DEPTH Linear layers with sigmoids between them, PyTorch's default init: the textbook vanishing case."""
+    return nn.Sequential(nn.Linear(data.x_train.shape[1], WIDTH), nn.Sigmoid(),
+                         *plain_mlp(DEPTH - 1, WIDTH, nn.Sigmoid, out=int(data.y_train.max()) + 1))
+
+
+def _train(name: str, model: nn.Module, data: Split, steps: int, log_dir: Path, progress: Progress,
+           seed: int) -> DemoResult:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     generator = torch.Generator().manual_seed(seed)
-    task = progress.add_task(name, total=steps)
-    with watch(model, optimizer, log_dir=log_dir, detail_every=1, update_every=1, activation_every=5) as run:
+    task = progress.add_task(f"training the {name}", total=steps)
+    with watch(model, optimizer, log_dir=log_dir, detail_every=5, update_every=5, activation_every=25) as run:
         for _ in range(steps):
-            batch = torch.randint(0, len(x_train), (128,), generator=generator)
+            rows = torch.randint(0, len(data.x_train), (BATCH,), generator=generator)
             optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(x_train[batch]), y_train[batch])
+            loss = nn.functional.cross_entropy(model(data.x_train[rows]), data.y_train[rows])
             loss.backward()
             optimizer.step()
             run.step(loss=loss)
             progress.advance(task)
     with torch.no_grad():
-        accuracy = (model(x_test).argmax(dim=1) == y_test).float().mean().item()
+        accuracy = (model(data.x_test).argmax(dim=1) == data.y_test).float().mean().item()
     linear = [i for i, info in enumerate(run.layer_details) if info.kind == "Linear"]
-    first, last = linear[0], linear[-2]  # lowest hidden layer vs highest hidden layer
+    first, last = linear[0], linear[-2]  # lowest vs highest hidden layer
     grads = run.history("grad_norm")
     updates = run.history("update_norm") / run.history("weight_norm")
-    return DemoResult(
-        name, log_dir, accuracy,
-        float(np.nanmedian(grads[:, first] / grads[:, last])),
-        float(np.nanmedian(updates[:, first] / updates[:, last])),
-    )
-
-
-def run_demo(steps: int = 400, out: str | None = None, seed: int = 0, console: Console | None = None) -> list[DemoResult]:
-    """Train both nets, print each run's per-layer summary and a side-by-side verdict."""
-    console = console or Console()
-    base = Path(out) if out else Path(tempfile.mkdtemp(prefix="gradient-doctor-demo-"))
-    data = teacher_task(seed)
-    nets = [
-        ("sigmoid, default init", deep_mlp(nn.Sigmoid, he_init=False, seed=seed), base / "sigmoid"),
-        ("relu, He init", deep_mlp(nn.ReLU, he_init=True, seed=seed), base / "relu-he"),
-    ]
-    console.rule(f"gradient-doctor demo: two {DEPTH}-hidden-layer MLPs, {steps} SGD steps each")
-    x_check = data[0][:128]
-    preflight = [(name, checkup(model, x_check)) for name, model, _ in nets]
-    console.print(_findings_table("gd.checkup before training (one batch, weights untouched)", preflight))
-    results = []
-    with Progress(console=console, transient=True) as progress:
-        for name, model, log_dir in nets:
-            results.append(train_watched(name, model, data, steps, log_dir, progress, seed))
-    for result in results:
-        console.print(load(result.log_dir).summary())
-    console.print(_verdict(results))
-    diagnoses = [(result.name, load(result.log_dir).diagnose()) for result in results]
-    console.print(_findings_table("run.diagnose() after training (from the records)", diagnoses))
-    console.print(f"Run records: {base} (inspect with `gradient-doctor show {results[0].log_dir}`)")
-    return results
+    return DemoResult(name, log_dir, accuracy, float(np.nanmedian(grads[:, first] / grads[:, last])),
+                      float(np.nanmedian(updates[:, first] / updates[:, last])))
 
 
 def _findings_table(title: str, diagnoses: list[tuple[str, Diagnosis]]) -> Table:
@@ -130,8 +135,9 @@ def _findings_table(title: str, diagnoses: list[tuple[str, Diagnosis]]) -> Table
     return table
 
 
-def _verdict(results: list[DemoResult]) -> Table:
-    table = Table(title="lowest vs highest hidden layer (median over steps)", title_justify="left")
+def _verdict(results: list[DemoResult], steps: int) -> Table:
+    table = Table(title=f"5. same budget ({steps} steps): lowest vs highest hidden layer (median over steps)",
+                  title_justify="left")
     for column in ("model", "‖g‖ first/last", "relative update first/last", "test accuracy"):
         table.add_column(column, justify="right" if column != "model" else "left")
     for r in results:

@@ -27,7 +27,7 @@ def render(t: "Treatment") -> RenderableType:
     parts: list[RenderableType] = [remedy_table(t), budget_table(t.before, t.after)]
     if t.diff:
         parts.append(Text("architecture diff (carry it into your code; weights are in Treatment.model):", style="bold"))
-        parts += [Text(line, style="red" if line.startswith("-") else "green") for line in t.diff]
+        parts += [Text(line, style={"-": "red", "+": "green"}.get(line[0], "yellow")) for line in compact_diff(t.diff)]
     for name in t.training:
         parts.append(Text(f"training loop: {name} — {CATALOG[name]} (attached by Treatment.rebuild_optimizer)"))
     for name in t.advice:
@@ -43,6 +43,33 @@ def to_text(t: "Treatment", width: int | None = None) -> str:
     buffer = io.StringIO()
     Console(file=buffer, width=width, no_color=True, force_terminal=False).print(render(t))
     return buffer.getvalue().rstrip()
+
+
+def compact_diff(diff: list[str]) -> list[str]:
+    """The diff with each run of identical replacements on one line.
+
+        >>> compact_diff(["- 1: Sigmoid()", "+ 1: ReLU()", "- 3: Sigmoid()", "+ 3: ReLU()"])
+        ['~ 1, 3: Sigmoid() -> ReLU()']
+    """
+    out: list[str | tuple[str, str]] = []  # lines, and (old, new) placeholders for the groups
+    groups: dict[tuple[str, str], list[str]] = {}
+    i = 0
+    while i < len(diff):
+        old, new = diff[i], diff[i + 1] if i + 1 < len(diff) else ""
+        old_name, _, old_module = old[2:].partition(": ")
+        new_name, _, new_module = new[2:].partition(": ")
+        if old.startswith("- ") and new.startswith("+ ") and old_name == new_name:
+            key = (old_module, new_module)
+            if key not in groups:
+                groups[key] = []
+                out.append(key)
+            groups[key].append(old_name)
+            i += 2
+        else:
+            out.append(old)
+            i += 1
+    return [f"~ {', '.join(groups[line])}: {line[0]} -> {line[1]}" if isinstance(line, tuple) else line
+            for line in out]
 
 
 def remedy_table(t: "Treatment") -> Table:
