@@ -123,7 +123,7 @@ def test_gradient_flow_bars_match_plain_torch_at_the_first_middle_and_last_step(
 
 def test_heatmap_cells_match_plain_torch(trained, page):
     cells = marks(chart(page, "grad_norm_heatmap"), "rect", "cell")
-    assert len(cells) == STEPS * len(trained.weighted)  # 60 steps ≤ 120 columns: one column per step
+    assert len(cells) == STEPS * len(trained.weighted)  # 40 steps ≤ 120 columns: one column per step
     for cell in cells:
         assert float(cell["value"]) == pytest.approx(trained.grad[int(cell["column"])][cell["layer"]], rel=2e-5)
     ratio = marks(chart(page, "update_ratio_heatmap"), "rect", "cell")
@@ -148,14 +148,6 @@ def test_activation_lines_skip_unmeasured_steps(trained, page):
     for ident, layer in (("saturation", "1"), ("dead", "3")):
         (points,) = re.findall(r'<polyline class="line" data-series="%s" points="([^"]+)"' % layer, chart(page, ident))
         assert len(points.split()) == STEPS // DETAIL
-
-
-def test_ridge_counts_every_recorded_step_per_layer(trained, page):
-    ridges = marks(chart(page, "ridge"), "polygon", "ridge")
-    per_layer = {}
-    for r in ridges:
-        per_layer[r["layer"]] = per_layer.get(r["layer"], 0) + int(r["count"])
-    assert per_layer == {name: STEPS for name in trained.weighted}
 
 
 def test_names_are_escaped_and_the_page_runs_no_script(page):
@@ -269,16 +261,25 @@ def test_plot_grad_flow_bars_are_the_gradient_norms(trained, tmp_path):
     expected = [trained.grad[s][name] for s in shown for name in trained.weighted]
     assert [p.get_width() for p in axes.patches] == pytest.approx(expected, rel=1e-6)
     image = np.asarray(Image.open(path).convert("L"))
-    assert image.shape == (500, 800) and (image < 250).mean() > 0.02
+    assert image.shape == (500, 800)
 
 
-@pytest.mark.parametrize("kind", ["heatmap", "update_ratio", "saturation", "dead", "loss", "ridge"])
-def test_every_plot_kind_draws_something(trained, tmp_path, kind):
-    from PIL import Image
+def test_plot_heatmaps_show_the_plain_torch_numbers(trained):
+    grad = trained.run.plot("heatmap").axes[0].images[0].get_array()  # layers × steps (40 ≤ 120 columns)
+    expected = [[trained.grad[s][name] for s in range(STEPS)] for name in trained.weighted]
+    assert np.asarray(grad) == pytest.approx(np.array(expected), rel=2e-5)
+    ratio = trained.run.plot("update_ratio").axes[0].images[0].get_array()
+    expected = [[trained.ratio[s][name] for s in sorted(trained.ratio)] for name in trained.weighted]
+    assert np.asarray(ratio) == pytest.approx(np.array(expected), rel=1e-4)
 
-    trained.run.plot(kind, tmp_path / f"{kind}.png")
-    image = np.asarray(Image.open(tmp_path / f"{kind}.png").convert("L"))
-    assert (image < 250).mean() > 0.02
+
+def test_plot_loss_and_activation_lines_are_the_recorded_values(trained):
+    (loss,) = trained.run.plot("loss").axes[0].lines
+    assert list(loss.get_xdata()) == list(range(STEPS))
+    assert list(loss.get_ydata()) == pytest.approx([trained.loss[s] for s in range(STEPS)], rel=1e-6)
+    (saturation,) = trained.run.plot("saturation").axes[0].lines  # the one Tanh, at the activation steps
+    assert list(saturation.get_xdata()) == list(range(0, STEPS, DETAIL))
+    assert all(0 <= v <= 1 for v in saturation.get_ydata())
 
 
 def test_plot_rejects_an_unknown_kind(trained):
@@ -326,3 +327,142 @@ def test_watch_live_draws_the_panel(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "gradient-doctor (live)" in out and "<script>alert(1)" in out  # a terminal shows names as they are
     assert len(run.steps) == 5
+
+
+# -- review fixes: scales, zero cells, rationale, markup, long runs, missing ratios, lifecycle -----------------
+def test_log_bars_of_a_2x_difference_are_both_visible_with_tick_labels():
+    from gradient_doctor.report import charts
+
+    chart_svg = charts.bars(["a", "b"], {"step 0": np.array([1e-3, 2e-3])}, caption="‖g‖")
+    small, large = (float(w) for w in re.findall(r'class="bar"[^>]*width="([0-9.]+)"', chart_svg))
+    assert small > 0.5 * large  # a 2× gap is a third of a decade, not 1 px against 550 px
+    ticks = re.findall(r">1e(-?\d+)<", chart_svg)
+    assert len(ticks) >= 2
+    assert 10.0 ** min(map(int, ticks)) < 1e-3 and 10.0 ** max(map(int, ticks)) >= 2e-3  # whole decades around
+
+
+def test_a_zero_heatmap_cell_has_its_own_fill_and_legend_entry():
+    from gradient_doctor.report import charts
+
+    chart_svg = charts.heatmap(["a", "b"], ["step 0"], np.array([[0.0], [1e-3]]), caption="‖g‖")
+    fills = dict(re.findall(r'data-value="([^"]+)"[^>]*fill="(#[0-9a-f]+)"', chart_svg))
+    low = charts.colour(0.0)
+    assert fills["0"] != low and fills["0"] != fills["0.001"]
+    assert f'fill="{fills["0"]}"/><text' in chart_svg and ">0</text>" in chart_svg  # a swatch named 0
+
+
+def test_finding_cards_show_each_remedys_rationale():
+    finding = gd.Finding("dead_units", "warning", "depth", ["3"], {"dead_frac": {"3": 0.8}}, ["he_init"],
+                         rationale={"he_init": "80% of layer 3's units dead <b>"})
+    page_html = render(gd.Diagnosis([finding]))
+    assert "80% of layer 3&#x27;s units dead &lt;b&gt;" in page_html
+
+
+def test_summary_table_shows_a_layer_name_with_rich_markup_characters(tmp_path):
+    model = nn.Sequential()
+    model.add_module("[bold]x", nn.Linear(3, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gd.watch(model, opt) as run:
+        opt.zero_grad()
+        model(torch.randn(4, 3)).sum().backward()
+        opt.step()
+    console = Console(record=True, width=200, file=io.StringIO())
+    console.print(run.summary())
+    assert "[bold]x" in console.export_text()
+
+
+def test_long_runs_are_binned_to_medians_of_the_plain_torch_values(tmp_path):
+    from gradient_doctor.report.data import RunView, binned, line
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(16, 3)
+    grads, losses = [], []
+    with gd.watch(model, opt, detail_every=0, update_every=0, activation_every=0, flush_every=500) as run:
+        for _ in range(1100):  # > 1000 line points, > 120 heatmap columns
+            opt.zero_grad()
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            grads.append(own_norm(model[0], "grad"))
+            losses.append(loss.item())
+            opt.step()
+            run.step(loss=loss)
+    view = RunView.read(run)
+    labels, grid = binned(view.steps, view.grad_norm)
+    assert len(labels) == 120
+    for label_text, value in zip(labels, grid[0]):
+        first, last = map(int, re.findall(r"\d+", label_text))
+        assert value == pytest.approx(float(np.median(grads[first : last + 1])), rel=1e-5)
+    x_points, y_points = line(view.steps, view.loss)
+    assert len(x_points) <= 1000 and x_points[0] == 0
+    ends = list(x_points[1:]) + [1100]
+    for start, end, value in zip(x_points, ends, y_points):
+        assert value == pytest.approx(float(np.median(losses[start:end])), rel=1e-6)
+    loss_chart = chart(render(run), "loss")
+    assert len(re.search(r'points="([^"]*)"', loss_chart).group(1).split()) == len(x_points)
+
+
+def test_missing_update_ratio_says_which_norm_is_missing(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with gd.watch(model, opt, detail_every=0, update_every=1) as run:  # ‖Δw‖ every step, ‖w‖ never
+        for _ in range(3):
+            opt.zero_grad()
+            model(torch.randn(4, 3)).pow(2).mean().backward()
+            opt.step()
+    assert np.isfinite(run.history("update_norm")[:, 0]).all()
+    assert "‖Δw‖ was recorded but ‖w‖ was not measured" in html.unescape(render(run))
+
+
+def test_take_gradients_needs_an_optimizer():
+    model = nn.Linear(2, 1)
+    with gd.watch(model) as run:
+        model(torch.randn(3, 2)).sum().backward()
+        with pytest.raises(gd.GradientDoctorError, match="needs a run watched with an optimizer"):
+            run.take_gradients()
+
+
+def test_live_panel_off_a_terminal_draws_once_at_close(tmp_path):
+    console = Console(file=io.StringIO(), force_terminal=False, width=120)
+    panel = LivePanel(console, clock=lambda: 1e9)  # the clock would always allow a redraw
+    model = evil_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with gd.watch(model, opt, flush_every=1000) as run:
+        run.add_listener(panel)
+        for _ in range(5):
+            opt.zero_grad()
+            model(torch.randn(8, 8)).pow(2).mean().backward()
+            opt.step()
+        assert panel.redraws == 0 and not panel.due()
+    assert panel.redraws == 1 and "gradient-doctor (live)" in console.file.getvalue()
+
+
+def test_listeners_close_even_when_the_last_flush_fails(tmp_path):
+    closed = []
+
+    class Recorder:
+        def due(self) -> bool:
+            return False
+
+        def flushed(self, run) -> None:
+            pass
+
+        def close(self, run) -> None:
+            closed.append(True)
+
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = gd.watch(model, opt, log_dir=tmp_path / "run")
+    run.add_listener(Recorder())
+    opt.zero_grad()
+    model(torch.randn(3, 2)).sum().backward()
+    opt.step()
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    run._store.write_flush = broken
+    with pytest.raises(OSError, match="disk full"):
+        run.close()
+    assert closed == [True]

@@ -106,6 +106,8 @@ def visit(browser: Browser, path) -> tuple[list[str], list[str], str, dict]:
             break
         browser.send("Runtime.evaluate", session, expression="1")
         time.sleep(0.05)
+    else:
+        raise AssertionError(f"{path} did not finish loading within 5 s (no Page.loadEventFired)")
     errors, urls = [], []
     for event in browser.events:
         method, params = event.get("method"), event.get("params", {})

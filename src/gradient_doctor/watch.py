@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -60,8 +61,9 @@ def watch(
     warning/critical finding warns once and is passed to `on_finding`; a kind in `stop_on` raises
     `gd.TrainingStopped` out of the next `optimizer.step()`. See `diagnosis/live.py`.
 
-    Live views (on the writing rank only): `tensorboard=logdir` writes each flush's steps as TensorBoard
-    events (the `[tensorboard]` extra; see `report/tensorboard.py`); `live=True` draws a rich panel of the
+    Live views (on the writing rank only): `tensorboard=logdir` writes each flush's new steps as TensorBoard
+    events (the `[tensorboard]` extra; per-layer scalars at the detail cadence, loss every step; on resume from
+    the first new step; see `report/tensorboard.py`); `live=True` draws a rich panel of the
     layers' gradient bars and recent findings, redrawn at most twice a second from the record (`report/live.py`).
     """
     if not isinstance(model, nn.Module):
@@ -84,8 +86,7 @@ def watch(
     if on_finding is not None or stop_on or check_every is not None:
         monitor = LiveMonitor(on_finding, stop_on, flush_every if check_every is None else check_every)
 
-    # first: a missing extra fails before anything is written
-    listeners = _live_views(tensorboard, live) if is_writer() else []
+    _check_views(tensorboard, live)  # on every rank, before anything is written: a bad value fails everywhere
     # distributed (DDP/FSDP): call watch on every rank; rank 0 writes log_dir, the others keep memory
     store = RunStore.create(log_dir if is_writer() else None, resume=resume)
     try:
@@ -102,6 +103,8 @@ def watch(
             saturation_eps=saturation_eps, first_step=first_step,
         )
         store.write_header(_meta(model, cadence, flush_every, saturation_eps), *_describe(probe))
+        # last, once nothing else can fail: a writer made earlier would leak its thread and events file
+        listeners = _live_views(tensorboard, live, first_step, detail_every or 50) if is_writer() else []
     except BaseException:
         store.close()
         raise
@@ -114,19 +117,31 @@ def watch(
     return run
 
 
-def _live_views(tensorboard: str | Path | None, live: bool) -> list:
-    """The run listeners asked for: a TensorBoard writer and/or the live terminal panel."""
+def _check_views(tensorboard: str | Path | None, live: bool) -> None:
+    """The live-view arguments are valid, and the `[tensorboard]` extra is there when asked for."""
     if not isinstance(live, bool):
         raise TypeError(f"gd.watch: live must be True or False, got {type(live).__name__}")
-    views = []
     if tensorboard is not None:
-        from .report.tensorboard import TensorBoardListener
+        if not isinstance(tensorboard, (str, os.PathLike)):
+            raise TypeError(f"gd.watch: tensorboard must be a directory (str or Path) or None, "
+                            f"got {type(tensorboard).__name__}")
+        from .report.tensorboard import require_tensorboard
 
-        views.append(TensorBoardListener(tensorboard))
+        require_tensorboard()
+
+
+def _live_views(tensorboard: str | Path | None, live: bool, first_step: int, layer_every: int) -> list:
+    """The run listeners asked for: the live terminal panel and/or a TensorBoard writer from `first_step` on,
+    writing per-layer gradient norms every `layer_every` steps (the detail cadence)."""
+    views = []
     if live:
         from .report.live import LivePanel
 
         views.append(LivePanel())
+    if tensorboard is not None:  # last: it opens an events file and a writer thread
+        from .report.tensorboard import TensorBoardListener
+
+        views.append(TensorBoardListener(tensorboard, first_step=first_step, layer_every=layer_every))
     return views
 
 

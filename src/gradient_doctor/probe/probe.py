@@ -20,9 +20,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..errors import GradientDoctorError
 from .activations import ActivationProbe
 from .distributed import across_ranks, distributed
 from .gradients import UpdateTracker, gradient_blocks, weight_norms
+from .histograms import gradient_histograms
 from .layers import SATURATION_EPS, discover, is_compiled
 from .metrics import LAYER_METRICS, PARAM_METRICS
 from .recurrent import TimeProbe
@@ -37,6 +39,11 @@ _WEIGHT_ROW = LAYER_METRICS.index("weight_norm")
 _UPDATE_ROW = LAYER_METRICS.index("update_norm")
 _ACTIVATION_ROWS = slice(LAYER_METRICS.index("act_mean"), LAYER_METRICS.index("dead_frac") + 1)
 _TIME_ROW = LAYER_METRICS.index("time_ratio")
+
+
+class DistributedProbeError(GradientDoctorError):
+    """The probe failed on one rank of a distributed run: it raises there instead of switching itself off
+    (a rank that stops measuring would skip collectives the other ranks wait in: a crash beats a hang)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,7 @@ class StepVector:
     time: float  # host wall-clock time when the step completed
     groups: tuple[str, ...]
     values: Tensor  # float64, LAYER_METRICS × layers then PARAM_METRICS × params
+    histograms: Tensor | None = None  # detail steps: float64 layers × (zeros, non-finite, bins), see histograms.py
 
 
 class Probe:
@@ -106,8 +114,7 @@ class Probe:
         tracked = [i for i, t in enumerate(self.tensors) if id(t) in in_optimizer]
         # FSDP2 / DTensor: statistics of local shards, summed over ranks (see sharded.py)
         self.shards = Shards(self.tensors) if any_sharded(self.tensors) else None
-        self._local = self.shards.local if self.shards is not None else self.tensors
-        self.updates = UpdateTracker(self._local, tracked, self.rollup, self._sum_squares)
+        self.updates = UpdateTracker(lambda: self._local, tracked, self.rollup, self._sum_squares)
         self.activations = ActivationProbe(self.layers, saturation_eps) if activations else None
         if self.activations is not None and distributed():  # every rank measures the same steps
             self.activations.across_ranks = across_ranks
@@ -130,6 +137,7 @@ class Probe:
         self._handles: list = []
         self._order_handles: list = []
         self._gradient_rows: tuple[Tensor, Tensor] | None = None
+        self._histograms: Tensor | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def attach(self) -> None:
@@ -189,6 +197,8 @@ class Probe:
             grads = self.tensors if self.shards is None else self.shards.grads
             reduce = None if self.shards is None else self._reduce_grad_stats
             self._gradient_rows = gradient_blocks(grads, self.rollup, self.numel, detail="detail" in groups, reduce=reduce)
+            if "detail" in groups:
+                self._histograms = gradient_histograms([p.grad for p in grads], self.rollup, reduce=self._sum_squares)
         if with_updates and "update" in groups:
             self.updates.snapshot()
 
@@ -220,7 +230,14 @@ class Probe:
             measured.append("activation")
         if self._order_handles and self.call_order:
             self._remove_order_hooks()
-        self.completed.append(StepVector(self.step, time.time(), tuple(measured), values))
+        histograms, self._histograms = self._histograms, None
+        self.completed.append(StepVector(self.step, time.time(), tuple(measured), values,
+                                         histograms if "detail" in measured else None))
+
+    @property
+    def _local(self) -> list[Tensor]:
+        """The parameters, or under FSDP2 their local shards as they are now."""
+        return self.tensors if self.shards is None else self.shards.local
 
     @property
     def _sum_squares(self):
@@ -272,6 +289,13 @@ class Probe:
         for probe in (self.activations, self.time):
             if probe is not None:
                 probe.disarm()
+        if distributed():  # switched off here, this rank would skip the collectives the others wait in
+            raise DistributedProbeError(
+                f"gradient-doctor: the probe hit an internal error on rank {torch.distributed.get_rank()} at step "
+                f"{self.step} of a distributed run. It cannot switch itself off on one rank only (the other ranks "
+                f"would wait for it forever in the probe's collectives), so this rank stops. Error: "
+                f"{type(err).__name__}: {err}"
+            ) from err
         warnings.warn(
             f"gradient-doctor: the probe hit an internal error and switched itself off; "
             f"training goes on unwatched. Error: {type(err).__name__}: {err}",

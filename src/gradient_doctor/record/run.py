@@ -12,15 +12,25 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
-from ..errors import RunClosedError
+from ..errors import GradientDoctorError, RunClosedError
 from ..probe import LAYER_METRICS, PARAM_METRICS, Probe
 from ..probe.metrics import GROUPS
+from .histograms import GradientHistograms, encode, read
+from .schema import HISTOGRAM_ENTITY, HISTOGRAM_METRIC
 from .store import LayerInfo, RunStore
+
+
+class Listener(Protocol):
+    """A live view of a run (see `Run.add_listener`): `report.tensorboard.TensorBoardListener`, `report.live.LivePanel`."""
+
+    def due(self) -> bool: ...
+    def flushed(self, run: "Run") -> None: ...
+    def close(self, run: "Run") -> None: ...
 
 if TYPE_CHECKING:
     import matplotlib.figure
@@ -85,19 +95,40 @@ class Run:
     def take_gradients(self) -> None:
         """Take the coming optimizer step's gradient statistics now, not in `optimizer.step()`'s pre-hook.
 
-            >>> loss.backward(); run.take_gradients(); optimizer.step(closure)
+            >>> def closure():
+            ...     optimizer.zero_grad(); loss = loss_fn(model(x), y); loss.backward()
+            ...     run.take_gradients()          # the gradients this step will apply
+            ...     return loss
+            >>> optimizer.step(closure)
 
         For loops whose `optimizer.step(closure)` runs backward inside the closure, after the pre-hook
         (Lightning: call it from `on_before_optimizer_step`). From the first call on, the pre-hook
-        leaves each step's start to this call; the step still completes in the post-hook.
+        leaves each step's start to this call; the step still completes in the post-hook. Needs a run
+        watched with an optimizer.
         """
         probe = self._live_probe("take_gradients()")
+        if probe.optimizer is None:
+            raise GradientDoctorError(
+                "run.take_gradients() needs a run watched with an optimizer (gd.watch(model, optimizer=opt)): it takes "
+                "the gradients of the coming optimizer.step(). This run has none; call run.step() after backward()."
+            )
         probe.external_step_start = True
         probe.before_optimizer_step()
 
-    def _count_skipped(self, probe: Probe) -> None:
+    def mark_skipped(self) -> None:
+        """An optimizer step was due but did not happen: the next step records `skipped` (one more).
+
+            >>> scaler.step(optimizer); stepped or run.mark_skipped()   # GradScaler found inf/NaN
+
+        For framework callbacks that know a step was due (Lightning's `on_before_optimizer_step`);
+        plain loops need not call it: `run.step()` tells a skipped iteration by its forward pass.
+        """
+        probe = self._live_probe("mark_skipped()")
         self._skipped += 1
         self._seen_forwards = probe.forwards
+
+    def _count_skipped(self, probe: Probe) -> None:
+        self.mark_skipped()
         if not self._warned_skip:
             self._warned_skip = True
             warnings.warn(
@@ -128,15 +159,22 @@ class Run:
     def _write(self, vectors: list, scalars: list[tuple[int, str, Any]]) -> None:
         tensors = [s for _, _, s in scalars if isinstance(s, torch.Tensor)]
         parts = [torch.stack([v.values for v in vectors]).flatten()] if vectors else []
+        histograms = [v.histograms for v in vectors if v.histograms is not None]  # the detail steps'
+        if histograms:
+            parts.append(torch.stack(histograms).flatten())
         if tensors:
             device = parts[0].device if parts else tensors[0].device
             parts.append(torch.stack([t.to(device=device, dtype=torch.float64) for t in tensors]))
         host = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)  # the one transfer
         width = len(LAYER_METRICS) * len(self._probe.layers) + len(PARAM_METRICS) * len(self._probe.params)
+        end = len(vectors) * width + sum(h.numel() for h in histograms)
+        host_histograms = iter(host[len(vectors) * width : end].reshape(len(histograms), -1) if histograms else ())
         blobs = []
         for i, vector in enumerate(vectors):
             blobs += self._blobs(vector.step, vector.groups, host[i * width : (i + 1) * width])
-        tensor_values = iter(host[len(vectors) * width :])
+            if vector.histograms is not None:
+                blobs.append((vector.step, HISTOGRAM_ENTITY, HISTOGRAM_METRIC, encode(next(host_histograms))))
+        tensor_values = iter(host[end:])
         rows = [(s, n, float(next(tensor_values)) if isinstance(v, torch.Tensor) else float(v)) for s, n, v in scalars]
         positions = self._probe.forward_order if self._probe.call_order else None
         if positions == self._positions_written:
@@ -162,8 +200,8 @@ class Run:
         try:
             self._probe.detach()
             self.flush()
+        finally:  # listeners close (their writers, threads, panels) even when the last flush failed
             self._tell_listeners("close")
-        finally:
             if self._store.path is not None and self._store.writable:
                 self._store.close()
                 self._store = RunStore.open_readonly(self._store.path)
@@ -203,8 +241,12 @@ class Run:
         """Have `monitor.check(run)` called every `monitor.check_every` steps, after a flush (see diagnosis.live)."""
         self._monitor = monitor
 
-    def add_listener(self, listener) -> None:
-        """Have `listener.due()` asked before each step's flush decision (host-only and cheap; True flushes now),
+    def add_listener(self, listener: "Listener") -> None:
+        """Have a live view follow the run, e.g. a TensorBoard writer:
+
+            >>> run.add_listener(TensorBoardListener("tb/a"))   # gradient_doctor.report.tensorboard
+
+        `listener.due()` is asked before each step's flush decision (host-only and cheap; True flushes now),
         `listener.flushed(run)` called after each flush that wrote steps, and `listener.close(run)` at close().
         A listener that raises is dropped with a warning: it never stops training."""
         self._listeners.append(listener)
@@ -254,6 +296,11 @@ class Run:
         self._sync_for_read()
         return self._store.steps()
 
+    def steps_since(self, since: int | None) -> np.ndarray:
+        """`run.steps` from `since` on (all when None): the rows of `history(..., since=since)`, read alone."""
+        self._sync_for_read()
+        return self._store.steps(since)
+
     @property
     def metrics(self) -> list[str]:
         """Every metric name `history()` accepts for this run."""
@@ -278,6 +325,24 @@ class Run:
             at, values = self._store.series("layer", metric, len(layers), since)
             return _align(steps, at, values)[:, [layer.idx for layer in layers]]
         return self._one_entity(steps, metric, layer, since)
+
+    def gradient_histograms(self, layer: str | None = None, *, since: int | None = None) -> GradientHistograms:
+        """Histograms of log10 |g| over each layer's gradient entries, at the detail steps (every `detail_every`-th).
+
+            >>> steps, edges, counts, zeros, nonfinite = run.gradient_histograms()  # counts: steps × layers × bins
+            >>> run.gradient_histograms("fc1").counts                               # steps × bins
+
+        Layers in forward order; `edges` (log10 |g|, bins + 1) are shared by all; exact zeros and non-finite
+        entries are counted apart from the bins; NaN for a layer without a gradient. See probe/histograms.py."""
+        self._sync_for_read()
+        layers = self._store.layers()
+        if layer is None:
+            return read(self._store, [info.idx for info in layers], since)
+        found = [info.idx for info in layers if info.name == layer]
+        if not found:
+            raise KeyError(f"no layer named {layer!r}; layers include {[info.name for info in layers][:8]}")
+        steps, edges, counts, zeros, nonfinite = read(self._store, found, since)
+        return GradientHistograms(steps, edges, counts[:, 0], zeros[:, 0], nonfinite[:, 0])
 
     def _one_entity(self, steps: np.ndarray, metric: str, name: str, since: int | None) -> np.ndarray:
         layers = {layer.name: layer.idx for layer in self._store.layers()}

@@ -14,6 +14,8 @@ Tables (documented in docs/record.md):
 * ``step_values(step, name, value)`` — run-level scalars: ``loss`` and user metrics.
 * ``series(step, entity, metric, data)`` — ``entity`` is ``layer`` or ``param``; ``data`` is the
   metric for every layer (or parameter) in idx order, as little-endian float64 (NaN: not measured).
+  Entity ``hist``, metric ``grad_log10``: the per-layer gradient histograms of a detail step (record/histograms.py);
+  an addition within version 1 that older readers skip (they read series by entity and metric).
 
 Nothing in the record is pickled; readers decode blobs with ``numpy.frombuffer``.
 """
@@ -24,6 +26,7 @@ FORMAT = "gradient-doctor-run"
 SCHEMA_VERSION = 1
 FILENAME = "run.db"
 BLOB_DTYPE = "<f8"
+HISTOGRAM_ENTITY, HISTOGRAM_METRIC = "hist", "grad_log10"  # series rows of the gradient histograms
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -49,6 +49,7 @@ class RunStore:
         self._db = connection
         self.path = path
         self.writable = writable
+        self._names: set[str] | None = None  # scalar names, cached by the writer (only it adds any)
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -189,6 +190,8 @@ class RunStore:
                 [(s, entity, metric, np.ascontiguousarray(data, dtype=BLOB_DTYPE).tobytes()) for s, entity, metric, data in blobs],
             )
             self._db.executemany("INSERT OR REPLACE INTO step_values VALUES (?, ?, ?)", scalars)
+        if self._names is not None:
+            self._names.update(name for _, name, _ in scalars)
 
     # -- reading ---------------------------------------------------------------------------
     def meta(self) -> dict[str, str]:
@@ -217,14 +220,10 @@ class RunStore:
 
     def series(self, entity: str, metric: str, width: int, since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values[steps, width]) of every blob stored for `metric` of `entity` (at steps ≥ `since`)."""
-        rows = self._query(
-            "SELECT step, data FROM series WHERE entity = ? AND metric = ? AND step >= ? ORDER BY step",
-            (entity, metric, _first(since)),
-        )
+        rows = self.blobs(entity, metric, since)
         steps = np.array([s for s, _ in rows], dtype=np.int64)
         values = np.full((len(rows), width), np.nan)
-        for i, (_, data) in enumerate(rows):
-            decoded = np.frombuffer(data, dtype=BLOB_DTYPE)
+        for i, (_, decoded) in enumerate(rows):
             if decoded.size != width:
                 raise RecordError(
                     f"corrupt run record {str(self.path)!r}: {entity} metric {metric!r} has {decoded.size} "
@@ -233,8 +232,22 @@ class RunStore:
             values[i] = decoded
         return steps, values
 
+    def blobs(self, entity: str, metric: str, since: int | None = None) -> list[tuple[int, np.ndarray]]:
+        """(step, decoded float64 blob) of every row stored for `metric` of `entity` at steps ≥ `since`, by step."""
+        rows = self._query(
+            "SELECT step, data FROM series WHERE entity = ? AND metric = ? AND step >= ? ORDER BY step",
+            (entity, metric, _first(since)),
+        )
+        return [(step, np.frombuffer(data, dtype=BLOB_DTYPE)) for step, data in rows]
+
     def scalar_names(self) -> list[str]:
-        return [n for (n,) in self._query("SELECT DISTINCT name FROM step_values ORDER BY name")]
+        """Names of the run-level scalars, sorted; the writer reads them once, then keeps them up to date."""
+        if self._names is not None:
+            return sorted(self._names)
+        names = [n for (n,) in self._query("SELECT DISTINCT name FROM step_values ORDER BY name")]
+        if self.writable:
+            self._names = set(names)
+        return names
 
     def scalar(self, name: str, since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         rows = self._query(

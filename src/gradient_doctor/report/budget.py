@@ -10,11 +10,11 @@ functional ops); the bars sum to log10 of the end-to-end ratio.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..diagnosis.budget import _log10
 from . import charts
 from .page import figure, section, table
 from .svg import label
@@ -72,8 +72,3 @@ def _time_figure(t: "TimeStats") -> str:
                          markers=[(horizon, f"memory horizon: {t.horizon} steps")])
     return figure(chart, f"{t.name} ({t.kind}, {t.steps} steps): gradient at each step's input", f"time_{t.name}")
 
-
-def _log10(value: float) -> float:
-    if math.isnan(value):
-        return math.nan
-    return -math.inf if value <= 0 else math.log10(value)

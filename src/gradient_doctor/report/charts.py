@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .svg import (BAD_FILL, FONT, NAN_FILL, PALETTE, Scale, colour, esc, label, legend, linear_range, log_range, num,
+from .svg import (BAD_FILL, FONT, NAN_FILL, PALETTE, ZERO_FILL, Scale, colour, esc, label, legend, linear_range, log_range, num,
                   short, svg, text, x_axis, y_axis)
 
 WIDTH = 760
@@ -63,11 +63,11 @@ def heatmap(labels: list[str], columns: list[str], matrix: np.ndarray, *, captio
     """Rows × columns of coloured cells (viridis; log colour scale by default) with a colour legend below.
 
     `columns` names each column (e.g. 'steps 0–49'); `matrix` is rows × columns; NaN cells stay pale grey,
-    ±inf cells red."""
+    ±inf cells red, and on a log scale zero (and below) gets its own pink, not the lowest colour."""
     cell_h = 12 if len(labels) <= 40 else 7
     cell_w = (WIDTH - _LEFT - _RIGHT) / max(len(columns), 1)
     top, grid_h = 8, cell_h * len(labels)
-    height = top + grid_h + 70
+    height = top + grid_h + 90
     scale = Scale(*(log_range(matrix) if log else linear_range(matrix)), 0, 1, log=log)
     body = []
     for i, name in enumerate(labels):
@@ -81,7 +81,7 @@ def heatmap(labels: list[str], columns: list[str], matrix: np.ndarray, *, captio
             elif math.isinf(value):
                 fill = BAD_FILL
             else:
-                fill = colour(scale.fraction(value)) if value > 0 or not log else colour(0)
+                fill = colour(scale.fraction(value)) if value > 0 or not log else ZERO_FILL
             body.append(
                 f'<rect class="cell" data-layer="{esc(name)}" data-column="{j}" data-value="{num(value)}" '
                 f'x="{_LEFT + j * cell_w:.2f}" y="{y:g}" width="{cell_w + 0.3:.2f}" height="{cell_h:g}" '
@@ -90,12 +90,13 @@ def heatmap(labels: list[str], columns: list[str], matrix: np.ndarray, *, captio
     axis_y = top + grid_h + 2
     body.append(text(_LEFT, axis_y + 12, columns[0] if columns else "", cls="caption"))
     body.append(text(WIDTH - _RIGHT, axis_y + 12, columns[-1] if columns else "", anchor="end", cls="caption"))
-    body += _colour_legend(scale, axis_y + 24, caption)
+    body += _colour_legend(scale, axis_y + 24, caption, zero=log and bool((matrix <= 0).any()))
     return svg(WIDTH, height, body, title or caption)
 
 
-def _colour_legend(scale: Scale, y: float, caption: str) -> list[str]:
-    """A strip of 40 colour steps over the value range, with its ticks: the heatmap's key."""
+def _colour_legend(scale: Scale, y: float, caption: str, *, zero: bool = False) -> list[str]:
+    """A strip of 40 colour steps over the value range, with its ticks, then swatches for "not measured",
+    non-finite and (with `zero`) zero below it: the heatmap's key."""
     left, width, steps = _LEFT, 300, 40
     out = [f'<rect x="{left + k * width / steps:.2f}" y="{y:g}" width="{width / steps + 0.3:.2f}" height="10" '
            f'fill="{colour(k / (steps - 1))}"/>' for k in range(steps)]
@@ -104,9 +105,8 @@ def _colour_legend(scale: Scale, y: float, caption: str) -> list[str]:
     for value, tick in key.ticks():
         out.append(text(key(value), y + 22, tick, anchor="middle"))
     out.append(text(left + width + 12, y + 9, caption, cls="caption"))
-    out.append(f'<rect x="{left + width + 12 + 7 * len(caption):g}" y="{y:g}" width="10" height="10" fill="{NAN_FILL}"/>')
-    out.append(text(left + width + 26 + 7 * len(caption), y + 9, "not measured"))
-    return out
+    swatches = [("not measured", NAN_FILL), ("inf/NaN", BAD_FILL)] + ([("0", ZERO_FILL)] if zero else [])
+    return out + legend(swatches, left, y + 42)
 
 
 def lines(series: dict[str, tuple[np.ndarray, np.ndarray]], *, x_caption: str, y_caption: str, log_y: bool = False,
@@ -171,7 +171,7 @@ def ridges(labels: list[str], edges: np.ndarray, counts: dict[str, np.ndarray], 
             body.append(
                 f'<polygon class="ridge" data-layer="{esc(name)}" data-series="{esc(series)}" '
                 f'data-count="{int(c[i].sum())}" points="{" ".join(points)}" fill="{PALETTE[k]}" fill-opacity="0.45" '
-                f'stroke="{PALETTE[k]}"><title>{esc(name)} · {esc(series)}: {int(c[i].sum())} steps</title></polygon>'
+                f'stroke="{PALETTE[k]}"><title>{esc(name)} · {esc(series)}: {int(c[i].sum())} entries</title></polygon>'
             )
     return svg(WIDTH, height, body, title or caption)
 

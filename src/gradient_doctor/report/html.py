@@ -19,13 +19,17 @@ from ..diagnosis import Diagnosis
 from ..record import Run, load
 from . import charts
 from .budget import checkup_sections, waterfall_figure
-from .data import RunView, binned, columns_with_values, ridge
+from .data import RunView, binned, line, loss_log_scale, ridge
 from .page import cards, figure, note, page, section, table, verdict
 from .svg import colour, esc, label
 
 
 def report(obj: Any, path: str | Path) -> Path:
-    """Write the report of `obj` — a `Run`, a log_dir, a `Diagnosis` or a `Treatment` — to `path`; returns it."""
+    """>>> gd.report(run, "report.html")              # or gd.report("runs/a", "report.html")
+    >>> gd.report(gd.checkup(model, x), "checkup.html")
+
+    Write the report of `obj` — a `Run`, a log_dir, a `Diagnosis` or a `Treatment` — to `path`; returns it.
+    """
     path = Path(path)
     path.write_text(render(obj), encoding="utf-8")
     return path
@@ -69,24 +73,19 @@ def run_page(run: Run) -> str:
                 "Per activation layer, over the steps where activations were measured; darker lines are "
                 "earlier layers."),
         section("loss", "Loss", _loss(view)),
-        section("distributions", "Gradient-norm distributions per layer", _ridges(view),
-                "For each layer, the histogram of log10 ‖g‖ over the recorded steps, first half of the steps vs "
-                "second half. The record keeps per-layer norms, not per-entry histograms: this shows how each "
-                "layer's gradient scale is spread and drifts over training, not the spread of its entries."),
+        section("distributions", "Gradient histograms per layer", _ridges(view),
+                "For each layer, the histogram of log10 |g| over its gradient's entries at a few detail steps "
+                "(first to last; half-decade bins). A layer whose mass sits decades left of the others' has a "
+                "vanishing gradient; exact zeros and inf/NaN entries are counted apart, in no bin."),
     ]
     return page("gradient-doctor: run report", sections, subtitle)
-
-
-def _with_values(view: RunView, matrix: np.ndarray) -> tuple[list[str], np.ndarray]:
-    columns = columns_with_values(matrix)
-    return [view.layers[j] for j in columns], matrix[:, columns]
 
 
 def _flow(view: RunView) -> str:
     rows = view.flow_rows()
     if not rows:
         return note("No gradient norms recorded.")
-    layers, grad = _with_values(view, view.grad_norm)
+    layers, grad = view.with_values(view.grad_norm)
     series = {f"step {view.steps[r]}": grad[r] for r in rows}
     return figure(charts.bars(layers, series, caption="‖g‖ (log scale)", title="gradient norm per layer"),
                   "‖g‖ per layer at " + ", ".join(series), "grad_flow")
@@ -96,10 +95,10 @@ def _heatmaps(view: RunView) -> str:
     out = []
     for ident, matrix, caption in (("grad_norm_heatmap", view.grad_norm, "‖g‖"),
                                    ("update_ratio_heatmap", view.update_ratio, "‖Δw‖/‖w‖")):
-        layers, values = _with_values(view, matrix)
+        layers, values = view.with_values(matrix)
         columns, grid = binned(view.steps, values)
         if not columns:
-            out.append(note(f"No {caption} recorded (updates need an optimizer and update_every > 0)."))
+            out.append(note(view.ratio_missing() if matrix is view.update_ratio else f"No {caption} recorded."))
             continue
         out.append(figure(charts.heatmap(layers, columns, grid, caption=caption), f"{caption} per layer and step",
                           ident))
@@ -110,11 +109,11 @@ def _activations(view: RunView) -> str:
     out = []
     for ident, matrix, caption in (("saturation", view.saturated, "saturated fraction"),
                                    ("dead", view.dead, "dead fraction")):
-        layers, values = _with_values(view, matrix)
+        layers, values = view.with_values(matrix)
         if not layers:
             out.append(note(f"No {caption}: no activation of that family was measured."))
             continue
-        series = {name: (view.steps, values[:, j]) for j, name in enumerate(layers)}
+        series = {name: line(view.steps, values[:, j]) for j, name in enumerate(layers)}
         shades = [colour(0.85 * j / max(len(layers) - 1, 1)) for j in range(len(layers))]
         out.append(figure(charts.lines(series, x_caption="step", y_caption=caption, y_range=(0.0, 1.0), colours=shades),
                           f"{caption} per activation layer over steps", ident))
@@ -126,8 +125,8 @@ def _loss(view: RunView) -> str:
     if not finite.any():
         return note("No loss recorded: pass it with run.step(loss=loss).")
     values = view.loss[finite]
-    log_y = bool((values > 0).all() and values.max() / values.min() > 100)
-    chart = charts.lines({"loss": (view.steps, view.loss)}, x_caption="step", y_caption="loss", log_y=log_y)
+    log_y = loss_log_scale(view.loss)
+    chart = charts.lines({"loss": line(view.steps[finite], values)}, x_caption="step", y_caption="loss", log_y=log_y)
     first, last = int(np.flatnonzero(finite)[0]), int(np.flatnonzero(finite)[-1])
     numbers = table(["", "step", "loss"], [
         ["first", str(view.steps[first]), label(view.loss[first], ".6g")],
@@ -138,12 +137,12 @@ def _loss(view: RunView) -> str:
 
 
 def _ridges(view: RunView) -> str:
-    layers, grad = _with_values(view, view.grad_norm)
-    if not layers:
-        return note("No gradient norms recorded.")
-    edges, counts = ridge(grad)
-    return figure(charts.ridges(layers, edges, counts, caption="log10 ‖g‖"), "distribution of log10 ‖g‖ per layer",
-                  "ridge")
+    columns, edges, counts = ridge(view.histograms)
+    if not columns:
+        return note("No gradient histograms recorded (they are taken every detail_every steps).")
+    layers = [view.layers[j] for j in columns]
+    return figure(charts.ridges(layers, edges, counts, caption="log10 |g|"),
+                  "histogram of log10 |g| over each layer's gradient entries, at sampled steps", "ridge")
 
 
 # -- a diagnosis (checkup or run) ----------------------------------------------------------

@@ -5,8 +5,10 @@
 
 The panel reads the record only (SQLite, on the host), never the device: it asks the run to flush at most
 `refresh_per_second` times a second (one device→host transfer each, as every flush is; with slow steps that
-is at most one per step), redraws after a flush, and judges the recent window for findings every
-`findings_every`-th redraw. It is a run listener (see `Run.add_listener`).
+is at most one per step), redraws after a flush from the steps it has not seen on (the recent window only),
+and judges the recent window for findings every `findings_every`-th redraw. When the console is not a
+terminal (a log file, a pipe) it draws once, at close, and costs nothing while training. It is a run
+listener (see `Run.add_listener`).
 """
 
 from __future__ import annotations
@@ -42,23 +44,28 @@ class LivePanel:
         self.clock = clock
         self.redraws = 0
         self._last = -math.inf
+        self._latest: int | None = None  # the last recorded step seen
         self._findings: list["Finding"] = []
         console = console or Console()
+        self._terminal = console.is_terminal
         # a terminal keeps the panel on screen (cropped: findings come first); a log or pipe gets all of it
         self._live = Live(console=console, auto_refresh=False, transient=False,
                           vertical_overflow="crop" if console.is_terminal else "visible")
 
     def due(self) -> bool:
-        """Whether a redraw is due: the run then flushes now (asked every step; only reads the clock)."""
-        return self.clock() - self._last >= self.interval
+        """Whether a redraw is due: the run then flushes now (asked every step; only reads the clock). Never
+        on a console that is not a terminal: that gets one drawing, at close."""
+        return self._terminal and self.clock() - self._last >= self.interval
 
     def flushed(self, run: "Run") -> None:
         if self.due():
             self.redraw(run)
 
     def close(self, run: "Run") -> None:
-        self.redraw(run)
-        self._live.stop()
+        try:
+            self.redraw(run)
+        finally:
+            self._live.stop()
 
     def redraw(self, run: "Run") -> None:
         """Read the recent window from the record and draw it."""
@@ -75,5 +82,8 @@ class LivePanel:
                       f"{f.summary}", style="bold red" if f.severity == "critical" else "yellow")
                  for f in self._findings]
         status = lines or [Text("no warning or critical finding in the recent window", style="green")]
-        return Panel(Group(*status, summary_table(run, window=WINDOW)), title="gradient-doctor (live)",
+        new = run.steps_since(self._latest)
+        self._latest = int(new[-1]) if len(new) else self._latest
+        since = None if self._latest is None else self._latest - WINDOW + 1
+        return Panel(Group(*status, summary_table(run, since=since)), title="gradient-doctor (live)",
                      title_align="left")

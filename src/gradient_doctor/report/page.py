@@ -34,7 +34,7 @@ border-radius:4px;color:#fff;background:#888;margin-right:6px}.critical .severit
 .warning .severity{background:#ef8f00}.info .severity{background:#1f77b4}
 .card dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 10px;font-size:.85em;margin:.4em 0}
 .card dt{color:#666}.card dd{margin:0;overflow-wrap:anywhere}.card ol{margin:.3em 0;padding-left:1.4em;font-size:.9em}
-.layers{font-family:ui-monospace,monospace;font-size:.85em;overflow-wrap:anywhere}
+.card .why{color:#555;font-size:.95em}.layers{font-family:ui-monospace,monospace;font-size:.85em;overflow-wrap:anywhere}
 figure{margin:8px 0 16px}figcaption{font-size:.9em;color:#444;margin-bottom:4px}
 svg.chart{max-width:100%;height:auto;font-family:inherit}svg.chart text{fill:#333}svg.chart .caption{fill:#555}
 svg.chart .axis{stroke:#888;stroke-width:1}svg.chart .grid{stroke:#eee;stroke-width:1}
@@ -91,7 +91,9 @@ def cards(findings: list["Finding"]) -> str:
 def _card(f: "Finding") -> str:
     layers = ", ".join(f.layers[:12]) + (f" … and {len(f.layers) - 12} more" if len(f.layers) > 12 else "")
     rows = "".join(f"<dt>{esc(key)}</dt><dd>{esc(_evidence(value))}</dd>" for key, value in f.evidence.items())
-    remedies = "".join(f"<li><b>{esc(name)}</b> — {esc(CATALOG.get(name, ''))}</li>" for name in f.remedies)
+    remedies = "".join(f"<li><b>{esc(name)}</b> — {esc(CATALOG.get(name, ''))}"
+                       + (f'<br><span class="why">{esc(f.rationale[name])}</span>' if f.rationale.get(name) else "")
+                       + "</li>" for name in f.remedies)
     return (
         f'<article class="card {esc(f.severity)}" data-kind="{esc(f.kind)}" data-severity="{esc(f.severity)}">'
         f'<h3><span class="severity">{esc(f.severity)}</span>{esc(f.kind)} <small>({esc(f.scope)})</small></h3>'

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .data import RunView, binned, columns_with_values, ridge
+from .data import RunView, binned, line, loss_log_scale, ridge
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -43,13 +43,8 @@ def plot(run: "Run", kind: str, path: str | Path | None = None) -> "Figure":
     return figure
 
 
-def _applicable(view: RunView, matrix: np.ndarray) -> tuple[list[str], np.ndarray]:
-    columns = columns_with_values(matrix)
-    return [view.layers[j] for j in columns], matrix[:, columns]
-
-
 def _grad_flow(view: RunView, ax: "Axes") -> None:
-    layers, grad = _applicable(view, view.grad_norm)
+    layers, grad = view.with_values(view.grad_norm)
     rows = view.flow_rows()
     height = 0.8 / max(len(rows), 1)
     for k, row in enumerate(rows):
@@ -68,12 +63,12 @@ def _heatmap_of(matrix_of: str, caption: str):
     def draw(view: RunView, ax: "Axes") -> None:
         from matplotlib.colors import LogNorm
 
-        layers, values = _applicable(view, getattr(view, matrix_of))
+        layers, values = view.with_values(getattr(view, matrix_of))
         columns, grid = binned(view.steps, values)
         positive = grid[np.isfinite(grid) & (grid > 0)]
         norm = LogNorm(positive.min(), positive.max()) if positive.size else None
-        image = ax.imshow(np.where(grid > 0, grid, np.nan), aspect="auto", norm=norm, cmap="viridis",
-                          interpolation="nearest")
+        shown = np.where(np.isfinite(grid) & (grid > 0), grid, np.nan)  # 0 and ±inf: "bad", not a colour
+        image = ax.imshow(shown, aspect="auto", norm=norm, cmap="viridis", interpolation="nearest")
         ax.set_yticks(range(len(layers)), layers)
         if columns:
             ax.set_xticks([0, len(columns) - 1], [columns[0], columns[-1]])
@@ -85,10 +80,9 @@ def _heatmap_of(matrix_of: str, caption: str):
 
 def _fraction_of(matrix_of: str, caption: str):
     def draw(view: RunView, ax: "Axes") -> None:
-        layers, values = _applicable(view, getattr(view, matrix_of))
+        layers, values = view.with_values(getattr(view, matrix_of))
         for j, name in enumerate(layers):
-            keep = ~np.isnan(values[:, j])
-            ax.plot(view.steps[keep], values[keep, j], label=name, color=_depth_colour(j, len(layers)))
+            ax.plot(*line(view.steps, values[:, j]), label=name, color=_depth_colour(j, len(layers)))
         ax.set_ylim(0, 1)
         ax.set_xlabel("step")
         ax.set_ylabel(caption)
@@ -107,18 +101,17 @@ def _depth_colour(j: int, n: int):
 
 def _loss(view: RunView, ax: "Axes") -> None:
     keep = np.isfinite(view.loss)
-    ax.plot(view.steps[keep], view.loss[keep])
-    values = view.loss[keep]
-    if values.size and (values > 0).all() and values.max() / values.min() > 100:
+    ax.plot(*line(view.steps[keep], view.loss[keep]))
+    if loss_log_scale(view.loss):
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_title("loss" + ("" if values.size else ": none recorded"))
+    ax.set_title("loss" + ("" if keep.any() else ": none recorded"))
 
 
 def _ridge(view: RunView, ax: "Axes") -> None:
-    layers, grad = _applicable(view, view.grad_norm)
-    edges, counts = ridge(grad)
+    columns, edges, counts = ridge(view.histograms)
+    layers = [view.layers[j] for j in columns]
     centres = (edges[:-1] + edges[1:]) / 2
     for k, (name, c) in enumerate(counts.items()):
         for i in range(len(layers)):
@@ -127,9 +120,10 @@ def _ridge(view: RunView, ax: "Axes") -> None:
             ax.fill_between(centres, base, base + 1.6 * c[i] / tallest, color=f"C{k}", alpha=0.45,
                             label=name if i == 0 else None)
     ax.set_yticks(range(len(layers)), layers[::-1])
-    ax.set_xlabel("log10 ‖g‖")
-    ax.set_title("distribution of log10 ‖g‖ over steps, per layer")
-    ax.legend(fontsize="small")
+    ax.set_xlabel("log10 |g|")
+    ax.set_title("histogram of log10 |g| over each layer's gradient entries" + ("" if layers else ": none recorded"))
+    if layers:
+        ax.legend(fontsize="small")
 
 
 _DRAW = {

@@ -24,6 +24,7 @@ _VIRIDIS = ("#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 NAN_FILL = "#eeeeee"  # not measured
 BAD_FILL = "#d62728"  # inf / NaN gradients
+ZERO_FILL = "#f7b6d2"  # exactly zero on a log colour scale: not merely low
 
 
 def esc(value: object) -> str:
@@ -101,12 +102,15 @@ def _nice_step(raw: float) -> float:
 
 
 def log_range(values: np.ndarray) -> tuple[float, float]:
-    """(min, max) of the finite positive `values`, widened to a decade when they are all equal; (0.1, 1) if none."""
+    """Whole powers of ten around the finite positive `values`, the smallest strictly below their minimum (so the
+    smallest bar or colour is not drawn as nothing): `log_range(np.array([2e-3, 4e-3]))` is (1e-3, 1e-2);
+    (0.1, 1) if there are none. Whole decades also give the axis at least two tick labels."""
     positive = values[np.isfinite(values) & (values > 0)]
     if positive.size == 0:
         return 0.1, 1.0
-    low, high = float(positive.min()), float(positive.max())
-    return (low / 10, high) if high <= low else (low, high)
+    low = math.ceil(math.log10(float(positive.min())) - 1e-9) - 1
+    high = max(math.ceil(math.log10(float(positive.max())) - 1e-9), low + 1)
+    return 10.0**low, 10.0**high
 
 
 def linear_range(values: np.ndarray) -> tuple[float, float]:

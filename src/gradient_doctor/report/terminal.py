@@ -2,6 +2,7 @@
 
     >>> from rich import print
     >>> print(summary_table(run))
+    >>> print(summary_table(run, since=1000))     # only the steps from 1000 on (the live panel's window)
 """
 
 from __future__ import annotations
@@ -14,18 +15,19 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from .data import update_ratio
+
 if TYPE_CHECKING:
     from ..record import Run
 
 _BAR_WIDTH = 16
 
 
-def summary_table(run: "Run", window: int | None = None) -> Table:
+def summary_table(run: "Run", since: int | None = None) -> Table:
     """Per layer, the latest recorded values: gradient norm on a log bar, update/weight ratio,
-    saturated and dead fractions; with `window`, read only the last `window` steps (a live view)."""
-    steps = run.steps
-    since = int(steps[-1]) - window + 1 if window is not None and len(steps) else None
-    table = Table(title=_title(run, steps, since), title_justify="left", box=box.SIMPLE_HEAD)
+    saturated and dead fractions; with `since`, read only the steps from it on (a live view)."""
+    steps = run.steps_since(since)
+    table = Table(title=Text(_title(run, steps, since)), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("layer", no_wrap=True, min_width=6)
     table.add_column("type", no_wrap=True, max_width=12)
     table.add_column("‖g‖ (log scale)", no_wrap=True, min_width=_BAR_WIDTH)
@@ -34,14 +36,14 @@ def summary_table(run: "Run", window: int | None = None) -> Table:
     if len(steps) == 0:
         return table
     grad = _latest(run.history("grad_norm", since=since))
-    ratio = _latest(run.history("update_norm", since=since)) / _latest(run.history("weight_norm", since=since))
+    ratio = update_ratio({m: _latest(run.history(m, since=since))[None] for m in ("update_norm", "weight_norm")})[0]
     saturated = _latest(run.history("saturated_frac", since=since))
     dead = _latest(run.history("dead_frac", since=since))
     kinds = {info.name: info.kind for info in run.layer_details}
     low, high = _log_range(grad)
     for i, name in enumerate(run.layers):
         table.add_row(
-            name, kinds.get(name, ""), _bar(grad[i], low, high), _number(grad[i]),
+            Text(name), Text(kinds.get(name, "")), _bar(grad[i], low, high), _number(grad[i]),
             _number(ratio[i]), _percent(saturated[i]), _percent(dead[i]),
         )
     return table
@@ -51,10 +53,11 @@ def _title(run: "Run", steps: np.ndarray, since: int | None = None) -> str:
     where = run.log_dir or "in memory"
     if len(steps) == 0:
         return f"gradient-doctor run ({where}): no steps recorded yet"
+    count = f"{len(steps)} steps, " if since is None else ""
     loss = run.history("loss", since=since) if "loss" in run.metrics else np.array([])
     finite = loss[np.isfinite(loss)]
     tail = f", loss {finite[-1]:.4g}" if finite.size else ""
-    return f"gradient-doctor run ({where}): {len(steps)} steps, latest step {steps[-1]}{tail}"
+    return f"gradient-doctor run ({where}): {count}latest step {steps[-1]}{tail}"
 
 
 def _latest(history: np.ndarray) -> np.ndarray:
