@@ -9,6 +9,11 @@ critical finding is reported once per (kind, scope): a RuntimeWarning, then `on_
 a kind in `stop_on` then raises `TrainingStopped`. A finding is seen at most `check_every` steps
 after the step that caused it. An internal error of the check warns once and switches the checks
 off; training goes on.
+
+Distributed runs: each rank's record holds its own loss, so a loss-based finding could fire on one
+rank only, which would then stop while the others wait in DDP's next all-reduce. Rank 0 alone
+diagnoses; its findings are broadcast, and every rank reports them (warnings on rank 0 only),
+calls `on_finding` and raises `TrainingStopped` at the same step.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from ..probe.distributed import from_writer, is_writer
 from .errors import TrainingStopped
 from .finding import KINDS, Finding
 
@@ -53,21 +59,30 @@ class LiveMonitor:
         """Diagnose the recent window; report new findings; raise TrainingStopped for a `stop_on` kind."""
         if not self._enabled:
             return
-        try:
-            findings = run.diagnose(window=self.window).findings
-        except Exception as err:  # never crash training over a check
+        writer = is_writer()
+        findings = self._diagnose(run) if writer else None
+        findings = from_writer(findings)  # distributed: every rank acts on rank 0's findings, at this step
+        if findings is None:
             self._enabled = False
-            warnings.warn(f"gradient-doctor: the live check failed and is switched off ({type(err).__name__}: {err})",
-                          RuntimeWarning, stacklevel=2)
             return
         for finding in findings:
             key = (finding.kind, finding.scope)
             if finding.severity == "info" or key in self._reported:
                 continue
             self._reported.add(key)
-            warnings.warn(f"gradient-doctor: {finding.severity} {finding.kind} at {', '.join(finding.layers[:4]) or 'the run'}: "
-                          f"{finding.summary}", RuntimeWarning, stacklevel=2)
+            if writer:
+                warnings.warn(f"gradient-doctor: {finding.severity} {finding.kind} at "
+                              f"{', '.join(finding.layers[:4]) or 'the run'}: {finding.summary}", RuntimeWarning, stacklevel=2)
             if self.on_finding is not None:
                 self.on_finding(finding)
             if finding.kind in self.stop_on:
                 raise TrainingStopped(finding)
+
+    def _diagnose(self, run: "Run") -> list[Finding] | None:
+        """The recent window's findings; None (warned, checks off) when the check itself fails."""
+        try:
+            return run.diagnose(window=self.window).findings
+        except Exception as err:  # never crash training over a check
+            warnings.warn(f"gradient-doctor: the live check failed and is switched off ({type(err).__name__}: {err})",
+                          RuntimeWarning, stacklevel=3)
+            return None

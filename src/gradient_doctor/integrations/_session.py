@@ -3,7 +3,8 @@
     >>> session = Session(log_dir="runs/a", diagnose_on=("epoch_end", "fit_end"), on_finding="warn", options={})
     >>> session.start(model, optimizer)      # fit begins: gd.watch(model, optimizer, ...)
     >>> session.gradients_ready()            # after backward (AMP-unscaled), before clipping and the step
-    >>> session.batch_end(loss)              # attaches the loss when the batch ended an optimizer step
+    >>> session.step_due()                   # (instead, where the optimizer's own hooks take the gradients)
+    >>> session.batch_end(loss)              # the step's loss (its batches' sum), or `skipped` counted
     >>> session.diagnose("epoch_end")        # reports findings per `on_finding`
     >>> session.close()
 """
@@ -40,10 +41,13 @@ class Session:
         self.options = options
         self.run: Run | None = None
         self._stepped = False
+        self._due = False
+        self._loss: torch.Tensor | None = None  # on device: the losses of the batches since the last step
         self._handle = None
 
     def start(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> Run:
         self.close()
+        self._stepped, self._due, self._loss = False, False, None
         self.run = watch(model, optimizer, log_dir=self.log_dir, **self.options)
         self._handle = optimizer.register_step_post_hook(self._on_step)
         return self.run
@@ -52,14 +56,34 @@ class Session:
         self._stepped = True  # a GradScaler that skips the step, or a micro-batch of an accumulation, never gets here
 
     def gradients_ready(self) -> None:
+        """The step's gradients are final: take their statistics now; the step is due."""
         if self.run is not None:
             self.run.take_gradients()
+        self.step_due()
 
-    def batch_end(self, loss: Any = None) -> None:
-        """After a batch: `loss` attaches to the optimizer step it ended (none: accumulating or skipped)."""
-        if self.run is not None and self._stepped:
-            self._stepped = False
-            self.run.step(loss=loss)
+    def step_due(self) -> None:
+        """The optimizer step is due now (accumulation is over): if it does not happen, it was skipped."""
+        self._due = True
+
+    def batch_end(self, loss: torch.Tensor | None = None) -> None:
+        """After a batch: the losses of the batches since the last step, summed on the device (no sync),
+        attach to the optimizer step this batch ended; a due step that did not happen (a GradScaler
+        found inf/NaN) is counted as `skipped`; otherwise the batch is a micro-batch of an accumulation.
+
+        Lightning divides each micro-batch's loss by `accumulate_grad_batches`: their sum is the mean.
+        """
+        if self.run is None:
+            return
+        if loss is not None:
+            loss = loss.detach()
+            self._loss = loss if self._loss is None else self._loss + loss
+        if self._stepped:
+            self.run.step(loss=self._loss)
+        elif self._due:
+            self.run.mark_skipped()
+        else:
+            return
+        self._stepped, self._due, self._loss = False, False, None
 
     def diagnose(self, when: str) -> None:
         """Diagnose the whole record at `when` if asked; warnings/critical findings go to `on_finding`."""

@@ -9,6 +9,9 @@ Gradient statistics are taken in `on_before_optimizer_step`: after backward (and
 plugin unscales the gradients), before Lightning clips them and steps — `optimizer.step()`'s own
 pre-hook would run before Lightning's closure runs backward. Accumulated gradients
 (`accumulate_grad_batches`) are seen once, as the optimizer applies them. Steps are optimizer steps.
+A step's `loss` is the sum of its micro-batches' `outputs["loss"]` (each divided by
+`accumulate_grad_batches` by Lightning: the mean loss of the accumulated batch), summed on the
+device. A step the AMP GradScaler skips (inf/NaN gradients) is counted: the next step records `skipped`.
 """
 
 from __future__ import annotations

@@ -4,12 +4,16 @@
     >>> trainer = Trainer(model, args, train_dataset=data, callbacks=[GradientDoctorCallback(log_dir="runs/a")])
     >>> trainer.train()                     # warns on findings at each epoch end and at the end of training
 
+**The recorded gradients are the clipped ones** (`max_grad_norm`, default 1.0): the Trainer clips
+before any callback event after backward, so no callback can see them unclipped (the Trainer logs
+the pre-clip total norm as `grad_norm` itself; `max_grad_norm=0` records unclipped gradients).
+
 Gradient statistics are taken in the (unwrapped) torch optimizer's step pre-hook, which runs inside
 `optimizer.step()`: between the `on_pre_optimizer_step` and `on_optimizer_step` callback events,
-after gradient accumulation, after the Trainer clips (`max_grad_norm`; it logs the pre-clip total
-norm as `grad_norm` itself) and after an fp16 GradScaler unscales — also when no clipping unscales
-first, which `on_pre_optimizer_step` would miss. A step the scaler skips records nothing. The
-Trainer gives callbacks no per-step loss: the record has none (the Trainer logs its own).
+after gradient accumulation, after clipping and after an fp16 GradScaler unscales — also when no
+clipping unscales first, which `on_pre_optimizer_step` would miss. A step the scaler skips records
+no statistics and is counted: the next step records `skipped`. The Trainer gives callbacks no
+per-step loss: the record has none (the Trainer logs its own).
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ class GradientDoctorCallback(TrainerCallback):
                 f"model={type(model).__name__}, optimizer={type(optimizer).__name__}"
             )
         self.session.start(model, _torch_optimizer(optimizer))
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.session.step_due()
 
     def on_step_end(self, args, state, control, **kwargs):
         self.session.batch_end()

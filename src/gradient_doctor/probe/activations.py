@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .armed import ArmedHooks
+from .indices import on_device
 from .layers import SATURATION_EPS, ActivationSpec, Layer, saturated_count, unit_maxima
 from .moments import pool
 from .tensor_stats import count_nonzero_fast, flat_view, stack64, sum_of_squares
@@ -118,14 +119,14 @@ def _totals(calls: list[_Call], n_layers: int) -> tuple[Tensor, dict[int, Tensor
     if not calls:
         return torch.zeros((N_METRICS, n_layers), dtype=torch.float64), {}
     device = calls[0].total.device
-    layer = torch.tensor([c.layer for c in calls], dtype=torch.long, device=device)
-    count = torch.tensor([float(c.count) for c in calls], dtype=torch.float64, device=device)
+    layer = on_device(tuple(c.layer for c in calls), torch.long, device)
+    count = on_device(tuple(float(c.count) for c in calls), torch.float64, device)
     total = torch.stack([c.total for c in calls])
     shift = torch.stack([c.shift for c in calls]).double()
     squares = torch.stack([c.squares for c in calls])
     n, summed, m2 = pool(layer, count, total, shift, squares, n_layers)
 
-    nan = torch.tensor(_NAN, dtype=torch.float64, device=device)
+    nan = torch.full((), _NAN, dtype=torch.float64, device=device)  # a fill, not a copy from the host
 
     def per_layer_count(field: str) -> Tensor:  # NaN where the layer's calls do not measure it
         values = [nan if getattr(c, field) is None else getattr(c, field) for c in calls]
@@ -164,8 +165,9 @@ def _dead_fractions(alive: dict[int, Tensor | None], n_layers: int, device: torc
     known = {i: u for i, u in alive.items() if u is not None}
     if known:
         units = torch.cat([u.reshape(-1) for u in known.values()])
-        sizes = torch.tensor([u.numel() for u in known.values()], dtype=torch.float64, device=device)
-        owner = torch.repeat_interleave(torch.arange(len(known), device=device), sizes.long())
+        numels = tuple(u.numel() for u in known.values())
+        owner = torch.repeat_interleave(on_device(tuple(range(len(known))), torch.long, device),
+                                        on_device(numels, torch.long, device), output_size=sum(numels))
         dead = torch.zeros(len(known), dtype=torch.float64, device=device).index_add_(0, owner, (units == 0).double())
-        out[torch.tensor(list(known), dtype=torch.long, device=device)] = dead / sizes
+        out[on_device(tuple(known), torch.long, device)] = dead / on_device(numels, torch.float64, device)
     return out

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .indices import on_device
 from .rollup import Rollup
 from .tensor_stats import MAX_ABS, NONFINITE, NONZERO, SUM_OF_SQUARES, flat_view, sum_of_squares, tensor_stats
 
@@ -37,7 +38,7 @@ def gradient_blocks(
     """
     device = params[0].device
     if numel is None:
-        numel = torch.tensor([float(p.numel()) for p in params], dtype=torch.float64, device=device)
+        numel = on_device(tuple(float(p.numel()) for p in params), torch.float64, device)
     present = [i for i, p in enumerate(params) if p.grad is not None]
     if len(present) == len(params):  # the common case: every parameter has a gradient
         stats = tensor_stats([p.grad for p in params], detail=detail, fast=fast).to(device)
@@ -46,14 +47,15 @@ def gradient_blocks(
         stats = torch.full((4, len(params)), _NAN, dtype=torch.float64, device=device)
         has_grad = torch.zeros(len(params), dtype=torch.float64, device=device)
         if present:
-            index = torch.tensor(present, dtype=torch.long, device=device)
+            index = on_device(tuple(present), torch.long, device)
             stats[:, index] = tensor_stats([params[i].grad for i in present], detail=detail, fast=fast).to(device)
             has_grad[index] = 1.0
     if reduce is not None:
         stats = reduce(stats, detail)
 
-    rows = [SUM_OF_SQUARES, NONFINITE, NONZERO] if detail else [SUM_OF_SQUARES, NONFINITE]
-    summed = stats[rows] if has_grad is None else torch.where(has_grad > 0, stats[rows], 0.0)
+    rows = (SUM_OF_SQUARES, NONFINITE, NONZERO) if detail else (SUM_OF_SQUARES, NONFINITE)
+    picked = torch.stack([stats[row] for row in rows])  # not stats[list]: a CUDA tensor indexed by a list syncs
+    summed = picked if has_grad is None else torch.where(has_grad > 0, picked, 0.0)
     layer_sums = rollup.sum(summed)  # per layer: squares, non-finites (, non-zeros)
     param_rows = [stats[SUM_OF_SQUARES].sqrt(), stats[NONFINITE]]
     layer_rows = [layer_sums[0].sqrt(), layer_sums[1]]
@@ -92,16 +94,23 @@ class UpdateTracker:
     the optimizer's step pre- and post-hooks on the steps where updates are recorded.
     """
 
-    def __init__(self, params: list[Tensor], tracked: list[int], rollup: Rollup,
+    def __init__(self, params: Callable[[], list[Tensor]], tracked: list[int] | tuple[int, ...], rollup: Rollup,
                  reduce: Callable[[Tensor], Tensor] | None = None):
-        self.params = params
+        self._params = params  # read at each use: FSDP2 may swap a parameter's local shard
         self.reduce = reduce  # sums local shards' squares over ranks (sharded parameters)
-        self.tracked = tracked
+        self.tracked = tuple(tracked)
+        chosen = set(tracked)
+        self._mask = tuple(float(i in chosen) for i in range(len(params())))  # 1.0 for tracked parameters
         self.rollup = rollup
         self._before: list[Tensor] | None = None
 
+    @property
+    def params(self) -> list[Tensor]:
+        return self._params()
+
     def snapshot(self) -> None:
-        self._before = [self.params[i].detach().clone() for i in self.tracked]
+        params = self.params
+        self._before = [params[i].detach().clone() for i in self.tracked]
 
     @property
     def pending(self) -> bool:
@@ -113,17 +122,17 @@ class UpdateTracker:
     def measure(self, *, fast: bool | None = None) -> tuple[Tensor, Tensor]:
         """Float64 ([layers], [params]) update norms since `snapshot()`; NaN for untracked params."""
         before, self._before = self._before, None
-        device = self.params[0].device
-        per_param = torch.full((len(self.params),), _NAN, dtype=torch.float64, device=device)
+        params = self.params
+        device = params[0].device
+        per_param = torch.full((len(params),), _NAN, dtype=torch.float64, device=device)
         if self.tracked:
-            torch._foreach_sub_(before, [self.params[i].detach() for i in self.tracked])
+            torch._foreach_sub_(before, [params[i].detach() for i in self.tracked])
             squares = sum_of_squares([flat_view(d) for d in before], fast=fast).to(device)
-            per_param[torch.tensor(self.tracked, dtype=torch.long, device=device)] = squares
+            per_param[on_device(self.tracked, torch.long, device)] = squares
         del before
         if self.reduce is not None:
             per_param = self.reduce(per_param)
-        tracked = torch.zeros(len(self.params), dtype=torch.float64, device=device)
-        tracked[self.tracked] = 1.0
+        tracked = on_device(self._mask, torch.float64, device)
         per_layer = self.rollup.sum(torch.where(tracked > 0, per_param, 0.0)).sqrt()
         per_layer = torch.where(self.rollup.sum(tracked) > 0, per_layer, torch.full_like(per_layer, _NAN))
         return per_layer, per_param.sqrt()

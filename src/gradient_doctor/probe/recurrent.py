@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from .armed import ArmedHooks
+from .indices import on_device
 from .layers import Layer
 
 RECURRENT = (nn.RNN, nn.LSTM, nn.GRU)
@@ -46,11 +47,10 @@ class TimeProbe(ArmedHooks):
 
     def collect(self) -> Tensor:
         """Float64 [n_layers]: the step's ratio per recurrent layer (NaN where not measured), then reset."""
-        out = torch.full((len(self.layers),), _NAN, dtype=torch.float64)
+        device = next(iter(self._ratios.values())).device if self._ratios else None
+        out = torch.full((len(self.layers),), _NAN, dtype=torch.float64, device=device)  # a fill, no copy
         if self._ratios:
-            device = next(iter(self._ratios.values())).device
-            out = out.to(device)
-            index = torch.tensor(list(self._ratios), dtype=torch.long, device=device)
+            index = on_device(tuple(self._ratios), torch.long, device)
             out[index] = torch.stack(list(self._ratios.values()))
         self._ratios = {}
         return out

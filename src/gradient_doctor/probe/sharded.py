@@ -10,7 +10,8 @@ the local shard's norm (the pitfall of `clip_grad_norm_` under FSDP2). Local sum
 non-zero and non-finite counts are all-reduced (SUM) in one collective; max |g| in a second (MAX)
 on the steps that measure it. A replicated tensor (a plain one, or a DTensor's Replicate mesh
 dimensions) is counted once: its local sums are divided by its number of replicas. The
-collectives run on the default process group, whose ranks must be the DTensors' mesh.
+collectives run on the default process group; a DTensor's mesh may be smaller than it when the world
+is tiled by copies of that mesh (a sub-mesh of a 2-D mesh, e.g. `mesh["tp"]` under data parallelism).
 """
 
 from __future__ import annotations
@@ -31,11 +32,16 @@ class Shards:
 
     def __init__(self, params: list[Tensor]):
         self.params = params
-        self.local = [_local(p.detach()) for p in params]  # views: the optimizer's in-place updates show
         world = torch.distributed.get_world_size()
         self._weight = torch.tensor([1.0 / _replicas(p, world) for p in params], dtype=torch.float64,
-                                    device=self.local[0].device if self.local else "cpu")
+                                    device=_local(params[0].detach()).device if params else "cpu")
         self.grads = [_LocalGrad(p) for p in params]
+
+    @property
+    def local(self) -> list[Tensor]:
+        """The local shard of every parameter, read now: FSDP2 may swap a DTensor's local tensor
+        (`reset_sharded_param`), so views taken once could go stale."""
+        return [_local(p.detach()) for p in self.params]
 
     def sum_squares(self, squares: Tensor) -> Tensor:
         """Float64 per-parameter values (rows × params, or params) summed over ranks, replicas once."""
@@ -74,8 +80,10 @@ def _local(t: Tensor) -> Tensor:
 
 
 def _replicas(p: Tensor, world: int) -> int:
-    """On how many ranks each local entry of `p` lives: the mesh sizes of its non-Shard dimensions."""
+    """On how many ranks each local entry of `p` lives: the copies of its mesh in the world times the
+    mesh sizes of its non-Shard dimensions (a plain tensor: on every rank)."""
     if not _is_dtensor(p):
         return world
     mesh = p.device_mesh
-    return math.prod(mesh.size(d) for d, placement in enumerate(p.placements) if not placement.is_shard())
+    copies = world // mesh.size()
+    return copies * math.prod(mesh.size(d) for d, placement in enumerate(p.placements) if not placement.is_shard())

@@ -23,6 +23,8 @@ import math
 import torch
 from torch import Tensor
 
+from .indices import on_device
+
 SUM_OF_SQUARES, MAX_ABS, NONZERO, NONFINITE = range(4)
 
 _CHUNK = 1 << 18  # float32 dots over at most this many entries stay within ~1e-6 relative error
@@ -144,7 +146,7 @@ def _repair_sums(flats: list[Tensor], sums: Tensor, max_abs: Tensor | None = Non
 
 def _stats_generic(flats: list[Tensor], detail: bool) -> Tensor:
     sums = torch.stack(torch._foreach_norm(flats, 2, dtype=torch.float64)).square()
-    numel = torch.tensor([f.numel() for f in flats], dtype=torch.float64, device=sums.device)
+    numel = on_device(tuple(f.numel() for f in flats), torch.float64, sums.device)
     finite = torch.stack([torch.isfinite(f).sum() for f in flats]).double()
     if not detail:
         nan = torch.full_like(sums, math.nan)
