@@ -5,6 +5,7 @@
     $ gradient-doctor report runs/a -o report.html   # an offline HTML report
     $ gradient-doctor checkup mypkg.models:build --input-shape 32 784   # one-batch preflight
     $ gradient-doctor treat mypkg.models:build --input-shape 32 784 --out treated.pt
+    $ gradient-doctor lab he2015 --quick   # reproduce a claim of the literature (see docs/seed-claims.md)
     $ gradient-doctor --version
 """
 
@@ -18,6 +19,7 @@ from rich.console import Console
 from ._version import __version__
 from .diagnosis.command import add_parser as add_checkup_parser
 from .errors import GradientDoctorError
+from .lab.command import add_parser as add_lab_parser
 from .report.command import add_parser as add_report_parser
 from .treat.command import add_parser as add_treat_parser
 
@@ -40,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_checkup_parser(commands)
     add_report_parser(commands)
     add_treat_parser(commands)
+    add_lab_parser(commands)
     return parser
 
 
@@ -65,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             from .diagnosis.command import run as run_checkup
 
             return run_checkup(args, console)
+        elif args.command == "lab":
+            from .lab.command import run as run_lab
+
+            return run_lab(args, console)
         elif args.command == "treat":
             from .treat.command import run as run_treat
 

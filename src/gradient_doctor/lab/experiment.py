@@ -1,0 +1,110 @@
+"""What every lab experiment gets and gives back, and the runner that saves it.
+
+    >>> result = run_experiment("he2015", quick=True, out=Path("lab-out"))   # lab-out/he2015.{json,md}, PNGs
+    >>> result.claims[0].verdict
+    'holds'
+
+An experiment is a module in lab/experiments/ with `NAME`, `SUMMARY` (one line) and `run(ctx: Context) -> Result`.
+`quick=True` is the small, seconds-long version the test suite runs (it must still measure the claim, on less);
+the full version is what `docs/seed-claims.md` quotes. Everything is seeded from `ctx.seed`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import Progress
+
+from ..diagnosis.finding import json_safe
+
+EXPERIMENTS = ("depth-sweep", "glorot2010", "he2015", "recurrent", "exploding", "pretraining", "depth-limit")
+VERDICTS = ("holds", "holds with conditions", "does not hold")
+
+
+@dataclass
+class Context:
+    quick: bool
+    seed: int
+    out: Path
+    progress: Progress
+    console: Console
+
+    def plot_path(self, name: str) -> Path | None:
+        """Where to save a PNG named `name`, or None when matplotlib is not installed (plots are optional)."""
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return None
+        return self.out / f"{name}.png"
+
+
+@dataclass
+class Claim:
+    claim: str  # the seed material's claim, in its words where possible
+    measured: str  # what was measured, with numbers
+    verdict: str  # one of VERDICTS
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}; got {self.verdict!r}")
+
+
+@dataclass
+class Result:
+    rows: list[dict[str, Any]]  # the experiment's table, one dict per row (same keys in each)
+    claims: list[Claim]
+    notes: list[str] = field(default_factory=list)  # budgets, deviations from the paper, caveats
+    meta: dict[str, Any] = field(default_factory=dict)  # filled by run_experiment
+
+
+def run_experiment(name: str, *, quick: bool = False, out: Path | str = "lab-results", seed: int = 0,
+                   console: Console | None = None) -> Result:
+    """Run the experiment `name` (one of EXPERIMENTS), save `<out>/<name>.json` and `.md`, return its Result."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; expected one of {list(EXPERIMENTS)}")
+    module = importlib.import_module(f".experiments.{name.replace('-', '_')}", __package__)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    console = console or Console()
+    start = time.perf_counter()
+    with Progress(console=console, transient=True) as progress:
+        result = module.run(Context(quick, seed, out, progress, console))
+    result.meta = {
+        "experiment": name, "quick": quick, "seed": seed, "seconds": round(time.perf_counter() - start, 1),
+        "command": f"gradient-doctor lab {name}{' --quick' if quick else ''} --seed {seed}",
+        "date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+    }
+    (out / f"{name}.json").write_text(json.dumps(json_safe(asdict(result)), indent=1, allow_nan=False))
+    (out / f"{name}.md").write_text(to_markdown(name, module.SUMMARY, result))
+    return result
+
+
+def to_markdown(name: str, summary: str, result: Result) -> str:
+    """The result as markdown: the command and machine, the claims with verdicts, the table, the notes."""
+    m = result.meta
+    lines = [f"# {name}: {summary}", "", f"`{m['command']}` — {m['date']}, {m['machine']}, torch {m['torch']}, "
+             f"{m['seconds']} s.", "", "| claim | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {c.claim} | {c.measured} | {c.verdict} |" for c in result.claims]
+    if result.rows:
+        keys = list(result.rows[0])
+        lines += ["", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        lines += ["| " + " | ".join(_cell(row.get(k)) for k in keys) + " |" for row in result.rows]
+    if result.notes:
+        lines += [""] + [f"- {note}" for note in result.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
