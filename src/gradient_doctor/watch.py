@@ -51,8 +51,9 @@ def watch(
     taken on the gradients it is about to apply: accumulated, and unscaled by a GradScaler), else by
     `run.step()`. Cadences (0 switches a group off): gradient norms and non-finite counts every
     `every` steps (one pass over each gradient); max |g|, zero fractions and weight norms every
-    `detail_every` steps; exact update norms ‖Δw‖ every `update_every` steps (costs a transient copy
-    of the parameters during those optimizer steps); activation statistics every `activation_every`.
+    `detail_every` steps; update norms ‖Δw‖ every `update_every` steps (exact for parameters of up to 4,096
+    entries, from a fixed systematic sample of 4,096 entries for larger ones: see `probe/gradients.py`);
+    activation statistics every `activation_every`.
     Buffered steps are written to `log_dir` (SQLite, crash-safe) every `flush_every` steps with one
     device→host transfer; without `log_dir` the record lives in memory.
 

@@ -14,6 +14,7 @@ whose parameters has a gradient gets NaN for the gradient metrics.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -85,13 +86,38 @@ def weight_norms(
     return torch.where(rollup.owns, rollup.sum(squares).sqrt(), _NAN), squares.sqrt()
 
 
+UPDATE_SAMPLE = 4096  # entries of a parameter kept across an update step; smaller parameters are kept whole
+
+
+def sample_stride(numel: int, sample: int = UPDATE_SAMPLE) -> int:
+    """The stride of the systematic sample of a parameter's flat entries: 1 (all of them) up to `sample` entries,
+    else the smallest prime >= numel / sample, so that at most `sample` entries are kept.
+
+    >>> sample_stride(1000), sample_stride(768 * 768)     # 589,824 / 4,096 = 144 -> 149, a prime
+    (1, 149)
+
+    A prime stride shares no factor with a row length (other than the prime itself), so the kept entries walk
+    through every column of a weight matrix instead of repeating a few of them.
+    """
+    if numel <= sample:
+        return 1
+    stride = -(-numel // sample)
+    while any(stride % d == 0 for d in range(2, math.isqrt(stride) + 1)):
+        stride += 1
+    return stride
+
+
 class UpdateTracker:
-    """Exact ‖Δw‖ across one optimizer step: a transient copy of the tracked parameters, freed after.
+    """‖Δw‖ across one optimizer step, from the entries kept before the step: all entries of a parameter with up
+    to UPDATE_SAMPLE entries (exact), else a fixed systematic sample of at most UPDATE_SAMPLE of them, scaled by
+    numel / sample size (an estimate of the sum of squares; relative error about sqrt(2 / 4096) ≈ 2 % for
+    Gaussian-like updates, more for updates concentrated on a few entries, e.g. plain SGD on an embedding).
 
     >>> tracker.snapshot(); optimizer.step(); layer_row, param_row = tracker.measure()
 
-    The copy costs one extra parameter's worth of memory per tracked parameter, held only between
-    the optimizer's step pre- and post-hooks on the steps where updates are recorded.
+    Memory: at most UPDATE_SAMPLE values per tracked parameter (16 KiB in float32), held only between the
+    optimizer's step pre- and post-hooks on the steps where updates are recorded: 0.5 % of a GPT-2-small's
+    parameter memory, instead of a full copy.
     """
 
     def __init__(self, params: Callable[[], list[Tensor]], tracked: list[int] | tuple[int, ...], rollup: Rollup,
@@ -103,14 +129,25 @@ class UpdateTracker:
         self._mask = tuple(float(i in chosen) for i in range(len(params())))  # 1.0 for tracked parameters
         self.rollup = rollup
         self._before: list[Tensor] | None = None
+        self._strides: tuple[int, ...] = ()
+        self._scales: tuple[float, ...] = ()  # numel / kept entries, per tracked parameter
 
     @property
     def params(self) -> list[Tensor]:
         return self._params()
 
     def snapshot(self) -> None:
+        flats = self._flats()
+        self._before = [f.clone() for f in flats]
+
+    def _flats(self) -> list[Tensor]:
+        """The kept entries' views, one per tracked parameter (strides fixed at the first call)."""
         params = self.params
-        self._before = [params[i].detach().clone() for i in self.tracked]
+        flats = [flat_view(params[i]) for i in self.tracked]
+        if not self._strides:
+            self._strides = tuple(sample_stride(f.numel()) for f in flats)
+            self._scales = tuple(f.numel() / len(range(0, f.numel(), s)) for f, s in zip(flats, self._strides))
+        return [f if s == 1 else f[::s] for f, s in zip(flats, self._strides)]
 
     @property
     def pending(self) -> bool:
@@ -126,8 +163,8 @@ class UpdateTracker:
         device = params[0].device
         per_param = torch.full((len(params),), _NAN, dtype=torch.float64, device=device)
         if self.tracked:
-            torch._foreach_sub_(before, [params[i].detach() for i in self.tracked])
-            squares = sum_of_squares([flat_view(d) for d in before], fast=fast).to(device)
+            torch._foreach_sub_(before, self._flats())
+            squares = sum_of_squares(before, fast=fast).to(device) * on_device(self._scales, torch.float64, device)
             per_param[on_device(self.tracked, torch.long, device)] = squares
         del before
         if self.reduce is not None:

@@ -52,8 +52,8 @@ class Cadence:
 
     Defaults: gradient norms and non-finite counts every step (one pass over each gradient);
     max |g|, zero fractions and weight norms, updates and activations every 50th step (three more
-    passes over the gradients and one over the weights; a transient copy of the parameters; a
-    pass over every activation output).
+    passes over the gradients and one over the weights; up to 4,096 entries of each parameter kept
+    across the optimizer step; a pass over every activation output).
     """
 
     every: int = 1
@@ -168,7 +168,7 @@ class Probe:
 
     # -- steps -----------------------------------------------------------------------------
     def before_optimizer_step(self) -> None:
-        """Optimizer step pre-hook: gradient statistics, and the parameter copy on update steps."""
+        """Optimizer step pre-hook: gradient statistics, and the kept parameter entries on update steps."""
         if self.on_step_start is not None:
             self.on_step_start()
         self._guard(self._before_step)
