@@ -300,3 +300,14 @@ def test_report_of_a_treatment_shows_the_diff_and_both_budgets(tmp_path):
     for diagnosis in (t.before, t.after):  # the waterfalls' totals, in orders of magnitude
         orders = math.log10(diagnosis.measurement.budget.end_to_end)
         assert f"end to end: {orders:+.3g} orders of magnitude" in page, orders
+
+
+def test_worse_reason_names_what_grew():
+    from gradient_doctor.treat.health import Health, worse_reason
+    before = Health(frozenset(), frozenset({"vanishing_gradient", "dead_units"}), 2, 3.0)
+    more_critical = Health(frozenset({"vanishing_gradient"}), frozenset(), 1, 1.0)
+    assert worse_reason(before, more_critical) == "more critical problems (0 -> 1 critical finding kinds)"
+    more = Health(frozenset(), frozenset({"vanishing_gradient", "dead_units"}), 3, 1.0)
+    assert worse_reason(before, more) == "more problems (2 -> 3 warning/critical findings)"
+    fewer = Health(frozenset(), frozenset({"dead_units"}), 1, 3.05)
+    assert worse_reason(before, fewer) is None  # one problem fewer, budget within MIN_GAIN

@@ -5,8 +5,10 @@
     ('surgery', 1)
     >>> model = remedy.apply(model, Context(inputs=x))
 
-`gd.treat` tries surgery cheapest-first: re-initialising (cost 0) before swapping modules (1) before adding
-modules (2) before training anything (3). `opt_in` remedies (`reduce_depth`, `greedy_pretrain`) run only when named
+`gd.treat` tries surgery cheapest-first: standardising the inputs and re-initialising (cost 0) before swapping
+modules (1) before adding modules (2) before training anything (3); within a cost, in the order the findings rank
+them (an `input_scale` finding comes before the others, so off-scale inputs are fixed before any init is fitted to
+them). `opt_in` remedies (`reduce_depth`, `greedy_pretrain`) run only when named
 explicitly, never because a finding ranked them. An activation swap re-draws the weights with the init made
 for the new activation in the layers that feed it (He for the ReLU family, Xavier for tanh); `to_lstm`/`to_gru` set the new gates' biases
 (`forget_gate_bias`, chrono init over the measured sequence length). Training-loop remedies (gradient clipping) cannot be verified
@@ -80,7 +82,7 @@ _SURGERY: dict[str, tuple[int, Callable[[nn.Module, Context], nn.Module]]] = {
     "identity_recurrent_init": (0, lambda m, ctx: identity_recurrent_init(m)),
     "fixup": (0, lambda m, ctx: fixup(m)),
     "rezero": (0, lambda m, ctx: rezero(m)),
-    "normalize_inputs": (1, lambda m, ctx: normalize_inputs(m, inputs=ctx.inputs)),
+    "normalize_inputs": (0, lambda m, ctx: normalize_inputs(m, inputs=ctx.inputs)),  # the data before the weights
     "insert_norm:batch": (2, lambda m, ctx: insert_norm(m, "batch")),
     "insert_norm:layer": (2, lambda m, ctx: insert_norm(m, "layer")),
     "add_residual": (2, lambda m, ctx: add_residual(m)),

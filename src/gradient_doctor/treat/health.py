@@ -69,7 +69,9 @@ def worse_reason(before: Health, after: Health) -> str | None:
     new = (after.critical | after.warning) - (before.critical | before.warning)
     if new:
         return f"introduces {', '.join(sorted(new))}"
-    if len(after.critical) > len(before.critical) or after.problems > before.problems:
+    if len(after.critical) > len(before.critical):
+        return f"more critical problems ({len(before.critical)} -> {len(after.critical)} critical finding kinds)"
+    if after.problems > before.problems:
         return f"more problems ({before.problems} -> {after.problems} warning/critical findings)"
     closer = before.orders_off - after.orders_off
     if after.problems < before.problems and closer > -MIN_GAIN:

@@ -13,6 +13,7 @@ from ..finding import Finding
 from ..rationale import rationale
 from ..remedies import ranked
 from ..stats import Measurement
+from .input_scale import first_input_rms, off_scale
 
 #: An output counts as saturated within 1 % of the range from a bound, where the derivative is below 4 % of its
 #: peak (probe.layers.SATURATION_EPS). When more than half of a layer's outputs are saturated, most of the
@@ -28,11 +29,14 @@ def saturated_activation(m: Measurement) -> list[Finding]:
         return []
     worst = max(hit, key=hit.get)
     kind = next(layer.kind for layer in m.layers if layer.name == worst)
-    remedies = ranked("xavier_init", "lsuv_init", "insert_norm:batch", "swap_activation:relu")
+    inputs = off_scale(first_input_rms(m))  # then the first layer's saturation starts at the inputs
+    remedies = ranked(*(("normalize_inputs",) if inputs else ()),
+                      "xavier_init", "lsuv_init", "insert_norm:batch", "swap_activation:relu")
     return [Finding(
         kind="saturated_activation", severity="warning", scope="depth", layers=list(hit),
         evidence={"saturated_frac": hit, "threshold": THRESHOLD},
         remedies=remedies,
         summary=f"{len(hit)} activation layer(s) have more than {THRESHOLD:.0%} of outputs saturated",
-        rationale=rationale(remedies, f"{hit[worst]:.0%} of layer {worst}'s {kind} outputs saturated"),
+        rationale=rationale(remedies, f"{hit[worst]:.0%} of layer {worst}'s {kind} outputs saturated",
+                            {"normalize_inputs": f"the inputs' root mean square is {first_input_rms(m):.3g}"} if inputs else None),
     )]
