@@ -9,6 +9,8 @@ weight updates everywhere it is the learning rate (`increase_lr`), not vanishing
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..finding import Finding
@@ -33,6 +35,10 @@ PROGRESS_SIGMAS = 2.0
 #: upper bound on how far the weights moved, relative to their size). Below 1 % for every layer, the network
 #: is practically the one the window started with: the steps are too small, raise the learning rate.
 TINY_MOVEMENT = 0.01
+#: A typical healthy relative update per step, ‖Δw‖/‖w‖ ≈ 1e-3 (the rule of thumb of Stanford's CS231n notes,
+#: "Babysitting the learning process"): the suggested learning-rate factor is the smallest power of ten that brings
+#: the most-moving layer's per-step relative update up to it.
+TYPICAL_STEP = 1e-3
 #: Rules whose findings explain a flat loss (the gradient does not reach, or does not pass, some layers): the plateau
 #: takes the remedies of the first one that has a warning or critical finding on the same window.
 CAUSES = (vanishing_gradient, saturated_activation, dead_units)
@@ -47,7 +53,7 @@ def loss_plateau(h: History) -> list[Finding]:
     if trend is None or not abs(trend.drift) <= PLATEAU_SIGMAS * trend.noise:
         return []
     stuck = trend.end >= h.loss_at_start - PROGRESS_SIGMAS * trend.noise
-    movement = _movement(h)
+    movement, factor = _movement(h), None
     cause = next((f for rule in CAUSES for f in rule(h) if f.severity != "info"), None)
     flat = f"the loss moved {trend.drift:+.3g} over {trend.points} steps against a noise of {trend.noise:.3g}"
     measured, why = f"{flat}, still at its starting level ({h.loss_at_start:.4g})", {}
@@ -58,9 +64,10 @@ def loss_plateau(h: History) -> list[Finding]:
     elif movement is None:  # updates not recorded: the commonest cause first
         remedies = ranked("increase_lr", "insert_norm:batch")
     elif movement < TINY_MOVEMENT:
-        remedies = ranked("increase_lr")
+        remedies, factor = ranked("increase_lr"), lr_factor(movement / _span(h))
         why = {"increase_lr": f"the most-moving layer's relative updates add up to {movement:.2g}× its weight norm "
-                              f"(below {TINY_MOVEMENT:.0%})"}
+                              f"(below {TINY_MOVEMENT:.0%}); about ×{factor:g} brings its step to "
+                              f"{TYPICAL_STEP:g} of its norm"}
     else:  # the weights move, the loss does not: steps that overshoot, or poor conditioning
         remedies = ranked("decrease_lr", "insert_norm:batch", "lsuv_init")
         why = {"decrease_lr": f"the weights moved up to {movement:.2g}× their norm and the loss did not"}
@@ -68,7 +75,7 @@ def loss_plateau(h: History) -> list[Finding]:
         kind="loss_plateau", severity="warning" if stuck else "info", scope="run", layers=[],
         evidence={"drift": rounded(trend.drift), "noise": rounded(trend.noise), "start": rounded(trend.start),
                   "end": rounded(trend.end), "run_start": rounded(h.loss_at_start), "points": trend.points,
-                  "weight_movement": None if movement is None else rounded(movement),
+                  "weight_movement": None if movement is None else rounded(movement), "lr_factor": factor,
                   "explained_by": None if cause is None else cause.kind,
                   "tiny_movement": TINY_MOVEMENT, "plateau_sigmas": PLATEAU_SIGMAS},
         remedies=remedies, rationale=rationale(remedies, measured, why),
@@ -80,10 +87,25 @@ def loss_plateau(h: History) -> list[Finding]:
     )]
 
 
+def lr_factor(per_step: float) -> float:
+    """The smallest power of ten that brings a per-step relative update up to TYPICAL_STEP (at least 10).
+
+    >>> lr_factor(1e-6), lr_factor(7.7e-7), lr_factor(2e-4)
+    (1000.0, 10000.0, 10.0)
+    """
+    if not per_step > 0:
+        return 10.0
+    return max(10.0, 10.0 ** math.ceil(math.log10(TYPICAL_STEP / per_step) - 1e-9))
+
+
+def _span(h: History) -> int:
+    return int(h.steps[-1] - h.steps[0] + 1)
+
+
 def _movement(h: History) -> float | None:
     """The largest weight movement over the trainable layers, or None when no update was recorded."""
     relative = h.relative_update()
-    span = int(h.steps[-1] - h.steps[0] + 1)
+    span = _span(h)
     moves = [median(relative[:, i]) * span for i in h.trainable()]
     moves = [m for m in moves if np.isfinite(m)]
     return max(moves) if moves else None
