@@ -21,6 +21,13 @@ from .attribution import activation_family, budget_layers, mechanism, orders, to
 #: AUTOTRAINER (Zhang et al. 2021) calls a model exploding when its first/last gradient ratio exceeds 70
 #: (calibrated on 495 models): growth that also reaches the first layer that strongly is critical.
 CRITICAL = 70.0
+#: A plain chain (no skip connection: the layers' gains account for the end-to-end ratio within CHAIN_TOLERANCE
+#: orders of magnitude) whose δ ratio first/last exceeds CRITICAL grows *through* its normalisation layers, where
+#: compounding restarts: deep batch-normalised nets without skips have gradients that explode towards the input at
+#: any init (Yang et al. 2019, "A mean field theory of batch normalization"); skips cure it (De & Smith 2020). The
+#: ratio must stay above CRITICAL without the single largest layer gain: one normalisation layer that rescales a
+#: tiny input (gain 1/RMS) is a reset of scale, not a growth that compounds.
+CHAIN_TOLERANCE = 0.5
 
 
 def exploding_gradient(m: Measurement) -> list[Finding]:
@@ -36,7 +43,7 @@ def exploding_gradient(m: Measurement) -> list[Finding]:
     backward, backward_run = compounding(budget_layers(m.layers), lambda layer: layer.gain)
     forward, forward_run = compounding(m.layers, lambda layer: layer.forward_gain)
     if not (backward > GROWTH or forward > GROWTH):
-        return []
+        return _through_normalisation(m)
     family = activation_family(m.layers)
     if backward > GROWTH:
         remedies = ranked(init_for(family), "lsuv_init", "clip_grad_norm", "insert_norm:batch", "reduce_depth")
@@ -68,6 +75,28 @@ def exploding_gradient(m: Measurement) -> list[Finding]:
         summary=f"the {which} grow layer after layer with no normalisation between: backward x{backward:.3g}"
                 f"{_over(backward_run)}, forward x{forward:.3g}{_over(forward_run)}; δ ratio first/last "
                 f"{b.through_depth:.3g}",
+    )]
+
+
+def _through_normalisation(m: Measurement) -> list[Finding]:
+    """Critical when a plain chain with normalisation layers has a δ ratio first/last above CRITICAL."""
+    b = m.budget
+    norms = [layer.name for layer in m.layers if layer.normalizes]
+    plain = math.isfinite(b.remainder) and abs(b.remainder) < CHAIN_TOLERANCE
+    gains = [layer.gain for layer in budget_layers(m.layers) if layer.gain > 0 and math.isfinite(layer.gain)]
+    if not (norms and plain and gains and b.through_depth / max(max(gains), 1.0) > CRITICAL):
+        return []
+    remedies = ranked("add_residual", "clip_grad_norm", "reduce_depth")
+    measured = (f"δ ratio first/last {b.through_depth:.3g} over {b.depth} layers, through {len(norms)} normalisation "
+                "layers and no skip connection")
+    return [Finding(
+        kind="exploding_gradient", severity="critical", scope="depth",
+        layers=top_layers(budget_layers(m.layers), sign=+1),
+        evidence={"backward": True, "forward": False, "through_normalisation": True, "normalisation_layers": len(norms),
+                  "ratio": b.through_depth, "end_to_end": b.end_to_end, "from": b.first, "to": b.last,
+                  "depth": b.depth, "xi": b.xi, "unattributed_orders": orders(b.remainder)},
+        remedies=remedies, rationale=rationale(remedies, measured),
+        summary=f"the gradient grows towards the input through the normalised layers: {measured}",
     )]
 
 
