@@ -49,7 +49,12 @@ _SMOOTH_OR_LEAKY = (
 
 
 def activation_spec(module: nn.Module) -> ActivationSpec | None:
-    """The activation spec of `module`, or None when it is not an activation module."""
+    """The activation spec of `module`, or None when it is not an activation module. A vanilla `nn.RNN` outputs its
+    hidden states, each the tanh (or ReLU) of its pre-activation: they are read like that activation's outputs."""
+    if isinstance(module, nn.RNN):
+        if module.nonlinearity == "tanh":
+            return ActivationSpec((-1.0, 1.0), rectified=False)
+        return ActivationSpec(None, rectified=True, nonnegative=True)
     if isinstance(module, nn.Hardtanh):  # ReLU6 is a Hardtanh with bounds (0, 6)
         bounds = (float(module.min_val), float(module.max_val))
         return ActivationSpec(bounds, rectified=isinstance(module, nn.ReLU6), nonnegative=bounds[0] >= 0)
