@@ -1,8 +1,9 @@
-"""Step-time overhead of `gd.watch`: median step time watched / plain, for three models.
+"""Step-time overhead of `gd.watch`, and of its peers: median step time watched / plain, for three models.
 
     $ python benchmarks/overhead.py                  # full run on CPU, a few minutes on 2 cores
     $ python benchmarks/overhead.py --quick          # smoke run, seconds; results go to a temp dir
     $ python benchmarks/overhead.py --device cuda --threads 4 --models mlp cnn
+    $ python benchmarks/overhead.py --peers --models mlp cnn --steps 10 --rounds 4   # peers, every 1 and 10 steps
 
 For each model and each watch configuration, two identical copies of the model are built (each
 with its own optimizer and the same fixed batch): one is watched for the whole comparison, the other
@@ -22,6 +23,12 @@ K is a multiple of the longest default cadence (50: details, updates and activat
 step) so that every round holds the same mix of watched steps. The watched loop calls `run.step(loss=loss)`, as
 the documented usage does. Results: a markdown table on stdout, and JSON (with every round's times)
 and markdown files `overhead-<device>.{json,md}` in `--out` (default `benchmarks/results`).
+
+With `--peers`, the watch configurations are other tools (`benchmarks/peers.py`: wandb.watch, TensorBoard
+histograms, Lightning's grad_norm, traintools, Cockpit, and gd.watch with every cadence set to N), each run
+every N steps for each N of `--cadences`, compared with the plain copy in the same way; K must then hold whole
+cycles of the cadences. A peer that is not installed, fails to import or does not support the model gets a
+row saying so and why. Files: `overhead-peers-<device>.{json,md}`.
 """
 
 from __future__ import annotations
@@ -47,6 +54,11 @@ import torch
 from torch import Tensor, nn
 
 import gradient_doctor as gd
+
+try:  # run as a script (benchmarks/ on sys.path) or imported as benchmarks.overhead
+    from peers import PEERS, TEMP_DIR, Attach, Attached, Peer, PeerUnavailable, gd_attach, peer_version
+except ImportError:
+    from benchmarks.peers import PEERS, TEMP_DIR, Attach, Attached, Peer, PeerUnavailable, gd_attach, peer_version
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # the longest default period of gd.watch's groups: a round's K steps are whole multiples of it, so
@@ -127,7 +139,6 @@ WORKLOADS = {
 }
 
 # -- watch configurations ------------------------------------------------------------------------
-TEMP_DIR = "<fresh temp dir>"
 #: name -> gd.watch keyword arguments; TEMP_DIR stands for a fresh temporary directory.
 CONFIGS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -145,15 +156,19 @@ class Trainer:
                  device: torch.device):
         self.model, self.optimizer, self.inputs, self.targets = model, optimizer, inputs, targets
         self.device = device
-        self.run: gd.Run | None = None  # set while watched: the loss is attached to each step
+        self.attached: Attached | None = None  # set while watched: the watcher's hooks in the step
 
     def step(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(self.model(self.inputs), self.targets)
-        loss.backward()
-        self.optimizer.step()
-        if self.run is not None:
-            self.run.step(loss=loss)
+        outputs = self.model(self.inputs)
+        if self.attached is None:
+            loss = nn.functional.cross_entropy(outputs, self.targets)
+            loss.backward()
+            self.optimizer.step()
+        else:
+            loss = self.attached.loss_backward(outputs, self.targets)
+            self.optimizer.step()
+            self.attached.after_step(loss)
 
     def timed(self, steps: int) -> float:
         """Wall-clock seconds for `steps` steps, device work included."""
@@ -194,17 +209,33 @@ def one_round(plain: Trainer, watched: Trainer, steps: int, chunk: int, watched_
 
 
 def compare(workload: Workload, config: str, device: torch.device, *, quick: bool, steps: int, chunk: int,
-            rounds: int, seed: int) -> dict[str, Any]:
-    """Time one watch configuration against the plain model; returns one result row."""
+            rounds: int, seed: int, attach: Attach | None = None, cadence: int = 1) -> dict[str, Any]:
+    """Time one watch configuration against the plain model; returns one result row. The watched
+    copy gets `attach(model, optimizer, cadence, tmp)` (default: gd.watch with `CONFIGS[config]`)."""
+    attach = attach or gd_attach(CONFIGS[config])
     plain, watched = make_pair(workload, device, quick, seed)
     with tempfile.TemporaryDirectory(prefix="gd-overhead-") as tmp:
-        kwargs = {k: (tmp if v == TEMP_DIR else v) for k, v in CONFIGS[config].items()}
-        with gd.watch(watched.model, watched.optimizer, **kwargs) as run:
-            watched.run = run
+        watched.attached = attach(watched.model, watched.optimizer, cadence, Path(tmp))
+        try:
             one_round(plain, watched, steps, chunk, False)  # warm-up; leaves the watched step count on a cycle
             times = [one_round(plain, watched, steps, chunk, r % 2 == 1) for r in range(rounds)]
-            watched.run = None
+        finally:
+            watched.attached.close()
+            watched.attached = None
     return summarize(workload, config, steps, chunk, [p for p, _ in times], [w for _, w in times])
+
+
+def peer_row(workload: Workload, peer: Peer, cadence: int | None, device: torch.device, **timing: Any
+             ) -> dict[str, Any]:
+    """Time one peer at one cadence (None: the uncadenced plain baseline) against the plain model;
+    a peer that cannot run gives a row with its status and reason instead of times."""
+    label = peer.name if cadence is None else f"{peer.name}, every {cadence}"
+    about = {"peer": peer.name, "cadence": cadence}
+    try:
+        row = compare(workload, label, device, attach=peer.attach, cadence=cadence or 1, **timing)
+    except PeerUnavailable as why:
+        return {"model": workload.name, "config": label, **about, "status": why.status, "reason": why.reason}
+    return {**row, **about, "status": "measured"}
 
 
 def summarize(workload: Workload, config: str, steps: int, chunk: int, plain: list[float],
@@ -233,14 +264,21 @@ def summarize(workload: Workload, config: str, steps: int, chunk: int, plain: li
 
 # -- reporting -----------------------------------------------------------------------------------
 def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """One line per configuration row; peer rows (with a "peer" key) get peer and cadence columns,
+    and those that could not run give their status and reason in place of the times."""
+    peers = any("peer" in r for r in rows)
     lines = [
-        "| model | config | plain ms/step | watched ms/step | ratio of medians | per-round ratio, median [IQR] "
-        "| ratio of totals |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        ("| model | peer | every " if peers else "| model | config ")
+        + "| plain ms/step | watched ms/step | ratio of medians | per-round ratio, median [IQR] | ratio of totals |",
+        ("|---|---|---:|" if peers else "|---|---|") + "---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        head = f"| {r['model']} | " + (f"{r['peer']} | {r['cadence'] or '–'} |" if peers else f"{r['config']} |")
+        if r.get("status", "measured") != "measured":
+            lines.append(f"{head} – | – | – | {r['status']}: {r['reason']} | – |")
+            continue
         lines.append(
-            f"| {r['model']} | {r['config']} | {r['plain_ms']:.2f} | {r['watched_ms']:.2f} | "
+            f"{head} {r['plain_ms']:.2f} | {r['watched_ms']:.2f} | "
             f"{r['ratio_of_medians']:.3f} | {r['round_ratio_median']:.3f} "
             f"[{r['round_ratio_q1']:.3f}–{r['round_ratio_q3']:.3f}] | {r['ratio_of_totals']:.3f} |"
         )
@@ -279,12 +317,12 @@ def _available_cores() -> int:
 
 def write_results(out: Path, device: torch.device, meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"overhead-{device.type}"
+    stem = out / f"overhead-{'peers-' if 'peers' in meta else ''}{device.type}"
     json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
     json_path.write_text(json.dumps({**meta, "results": rows}, indent=2) + "\n")
     m = meta["machine"]
     md = [
-        f"# gd.watch step-time overhead ({device.type})",
+        f"# {'gd.watch and its peers:' if 'peers' in meta else 'gd.watch'} step-time overhead ({device.type})",
         "",
         f"- date: {meta['date']}",
         f"- command: `{meta['command']}`",
@@ -294,8 +332,10 @@ def write_results(out: Path, device: torch.device, meta: dict[str, Any], rows: l
         ("- models (at the reduced --quick sizes): " if meta["quick"] else "- models: ")
         + "; ".join(f"{w['name']}: {w['description']}" for w in meta["workloads"]),
         f"- method: {meta['method']}",
+        *(f"- {name} ({p['version']}): {p['computes']}" for name, p in meta.get("peers", {}).items()),
         "- K, C, R per model: "
-        + "; ".join(dict.fromkeys(f"{r['model']}: {r['steps_per_round']}, {r['chunk']}, {r['rounds']}" for r in rows)),
+        + "; ".join(dict.fromkeys(f"{r['model']}: {r['steps_per_round']}, {r['chunk']}, {r['rounds']}" for r in rows
+                                  if "steps_per_round" in r)),
         "",
         markdown_table(rows),
         "",
@@ -313,17 +353,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch.set_num_threads (default: all cores)")
     parser.add_argument("--models", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--peers", nargs="*", choices=list(PEERS),
+                        help="compare peers instead of --configs (no names: all of them); writes overhead-peers-*")
+    parser.add_argument("--cadences", nargs="+", type=int, default=[1, 10],
+                        help="with --peers: run each peer every N steps, for each N (default: 1 10)")
     parser.add_argument("--rounds", type=int, help="rounds per comparison (default: per model)")
     parser.add_argument("--steps", type=int, help=f"K, steps per side per round, a multiple of {CADENCE_CYCLE} "
-                        "(default: per model)")
+                        "(with --peers: of the cadences' lcm) (default: per model)")
     parser.add_argument("--chunk", type=int, help="C, steps per turn within a round (default: 1 on CPU, K on CUDA)")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny models, 2 rounds; writes to a temp dir")
     parser.add_argument("--out", type=Path,
                         help="results directory (default: benchmarks/results; a temp dir with --quick)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.steps is not None and (args.steps <= 0 or args.steps % CADENCE_CYCLE):
-        parser.error(f"--steps must be a positive multiple of {CADENCE_CYCLE}, got {args.steps}")
+    # a round's K steps hold whole cycles of the cadences, so that every round measures the same mix
+    cycle = math.lcm(*args.cadences) if args.peers is not None else CADENCE_CYCLE
+    if args.steps is not None and (args.steps <= 0 or args.steps % cycle):
+        parser.error(f"--steps must be a positive multiple of {cycle}, got {args.steps}")
+    if args.peers is not None:
+        args.peers = args.peers or list(PEERS)
+        if min(args.cadences) < 1 or CADENCE_CYCLE % cycle:
+            parser.error(f"--cadences must be positive and their lcm divide {CADENCE_CYCLE}, got {args.cadences}")
     if args.chunk is not None and args.chunk < 1:
         parser.error(f"--chunk must be at least 1, got {args.chunk}")
     if args.rounds is not None and args.rounds < 1:
@@ -345,19 +395,28 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         if steps % chunk:
             raise SystemExit(f"--chunk must divide the steps per round ({steps}), got {chunk}")
         rounds = args.rounds or (2 if args.quick else workload.rounds)
-        for config in args.configs:
-            row = compare(workload, config, device, quick=args.quick, steps=steps, chunk=chunk, rounds=rounds,
-                          seed=args.seed)
+        timing = {"quick": args.quick, "steps": steps, "chunk": chunk, "rounds": rounds, "seed": args.seed}
+        if args.peers is None:
+            todo = [lambda config=config: compare(workload, config, device, **timing) for config in args.configs]
+        else:
+            todo = [lambda peer=PEERS[name], cadence=cadence: peer_row(workload, peer, cadence, device, **timing)
+                    for name in args.peers for cadence in (args.cadences if PEERS[name].cadenced else [None])]
+        for measure in todo:
+            row = measure()
             rows.append(row)
-            print(f"  {workload.name:<12} {config:<22} per-round ratio {row['round_ratio_median']:.3f} "
-                  f"[{row['round_ratio_q1']:.3f}–{row['round_ratio_q3']:.3f}]", file=sys.stderr, flush=True)
+            result = (f"{row['status']}: {row['reason']}" if row.get("status", "measured") != "measured" else
+                      f"per-round ratio {row['round_ratio_median']:.3f} "
+                      f"[{row['round_ratio_q1']:.3f}–{row['round_ratio_q3']:.3f}]")
+            print(f"  {workload.name:<12} {row['config']:<30} {result}", file=sys.stderr, flush=True)
     print(markdown_table(rows))
     meta = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", __file__, *argv]),
         "machine": machine_info(device, args.threads),
         "workloads": [{"name": w.name, "description": w.description} for w in workloads],
-        "configs": {name: CONFIGS[name] for name in args.configs},
+        **({"configs": {name: CONFIGS[name] for name in args.configs}} if args.peers is None else
+           {"peers": {name: {"computes": PEERS[name].computes, "version": peer_version(PEERS[name])}
+                      for name in args.peers}, "cadences": args.cadences}),
         "method": "two identical model copies, one watched for the whole comparison; after a warm-up round, "
                   "R rounds of K steps per copy, the copies taking turns every C steps in ABBA order (the "
                   "opening copy alternates between rounds); ms/step = median over rounds of round time / K; "
