@@ -43,3 +43,20 @@ def test_deep_batchnorm_chain_is_exploding_and_the_residual_one_is_not():
     assert "exploding_gradient" not in {f.kind for f in gd.checkup(residual, x, y, nn.CrossEntropyLoss()).findings}
     shallow = _chain(4)
     assert gd.checkup(shallow, x, y, nn.CrossEntropyLoss()).healthy
+
+
+def test_frozen_layers_before_the_first_trainable_one_are_outside_the_budget():
+    torch.manual_seed(0)
+    layers = [nn.Linear(32, 32) for _ in range(8)] + [nn.Linear(32, 10)]
+    with torch.no_grad():
+        for layer in layers[:6]:
+            layer.weight.mul_(0.1)  # the gradient fades ~10x per layer through these ...
+            layer.requires_grad_(False)  # ... which are frozen: nothing below layer 6 trains
+    model = nn.Sequential(*[m for layer in layers[:-1] for m in (layer, nn.Tanh())], layers[-1])
+    x = torch.randn(64, 32)
+    diagnosis = gd.checkup(model, x)
+    assert diagnosis.measurement.budget.first == "12 (output)"  # the first trainable Linear
+    assert "vanishing_gradient" not in {f.kind for f in diagnosis.findings}
+    for layer in layers[:6]:
+        layer.requires_grad_(True)
+    assert "vanishing_gradient" in {f.kind for f in gd.checkup(model, x).findings}  # when they train, it matters

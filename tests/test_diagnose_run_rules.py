@@ -164,3 +164,37 @@ def test_persistent_skips(skipped_total, severity):
         assert found[0].kind == "non_finite" and found[0].evidence["skipped"] == skipped_total
         assert found[0].evidence["skipped_fraction"] == pytest.approx(skipped_total / (100 + skipped_total), rel=1e-3)
         assert found[0].evidence["first_step_after_skips"] == 10
+
+
+def test_gradients_rising_while_the_loss_falls_are_learning_not_exploding():
+    grad = gradients(100, {t: 100.0 for t in range(60, 100)})
+    nonfinite = np.where(np.isnan(grad), np.nan, 0.0)
+    falling = np.linspace(2.0, 0.5, 100)
+    (learning,) = exploding_gradient(history(100, loss=falling, grad_norm=grad, nonfinite=nonfinite))
+    assert learning.severity == "info" and learning.evidence["loss_fell"]
+    rising = falling.copy()
+    rising[70:] = 3.0  # the loss goes above its early level (2.0) after the rise began
+    (hurt,) = exploding_gradient(history(100, loss=rising, grad_norm=grad, nonfinite=nonfinite))
+    assert hurt.severity == "critical" and not hurt.evidence["loss_fell"]
+    broken = falling.copy()
+    broken[80] = np.inf
+    (overflow,) = exploding_gradient(history(100, loss=broken, grad_norm=grad, nonfinite=nonfinite))
+    assert overflow.severity == "critical"
+
+
+def test_a_plateau_needs_thirty_losses():
+    rng = np.random.default_rng(0)
+    flat = 2.3 + rng.normal(0, 0.01, 100)
+    assert loss_plateau(history(29, loss=flat[:29])) == []
+    (f,) = loss_plateau(history(30, loss=flat[:30]))
+    assert f.severity == "warning"
+
+
+def test_units_that_die_mid_run_are_dead():
+    from gradient_doctor.diagnosis.run_rules.dead_units import dead_units
+    dead = np.full((100, len(LAYERS)), np.nan)
+    dead[::10, 1] = np.r_[np.zeros(3), np.ones(7)]  # recorded every 10 steps: alive, then dead from step 30
+    (f,) = dead_units(history(100, dead_frac=dead))
+    assert f.layers == ["1"] and f.severity == "critical"
+    dead[::10, 1] = np.r_[np.zeros(6), np.ones(4)]  # dead only on the last 4 of 10 recorded steps: not yet
+    assert dead_units(history(100, dead_frac=dead)) == []

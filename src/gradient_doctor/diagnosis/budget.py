@@ -24,13 +24,14 @@ GROWTH = math.exp(3.0)
 
 
 def gradient_budget(layers: list[LayerStats]) -> Budget:
-    """The budget of `layers` (forward order), from the first layer's output — where the first weights get their
+    """The budget of `layers` (forward order), from the first trainable layer's output — where the first weights get their
     gradient, ∂L/∂W = input ⊗ δ_out — to the last layer's output; the first layer's own gain only scales the
     gradient with respect to the model's input, which trains nothing, and is left out.
 
     A recurrent layer's gain mixes depth with time (its input gradient sums over every step); its orders are kept
     apart as "recurrent" and taken out of `through_depth`, the ratio the depth rules judge: the time axis judges
     recurrence separately."""
+    layers = trainable_from(layers)
     first, last = layers[0], layers[-1]
     end_to_end = first.delta_out / last.delta_out if last.delta_out > 0 else math.nan
     between = layers[1:]
@@ -47,6 +48,17 @@ def gradient_budget(layers: list[LayerStats]) -> Budget:
         through_depth = end_to_end / 10 ** by_role["recurrent"]
     return Budget(f"{first.name} (output)", f"{last.name} (output)", end_to_end, through_depth, depth,
                   depth_scale(through_depth, depth), by_role, remainder)
+
+
+def trainable_from(layers: list[LayerStats]) -> list[LayerStats]:
+    """`layers` from the first one that got a gradient (forward order): layers before it are frozen (or have no
+    weights), so how much gradient would reach them trains nothing. All of them when none got a gradient.
+
+    >>> [layer.name for layer in trainable_from(layers)]      # "0" and "1" frozen, as when fine-tuning
+    ['2', '3', '4']
+    """
+    start = next((i for i, layer in enumerate(layers) if not math.isnan(layer.grad_norm)), 0)
+    return layers[start:]
 
 
 def depth_scale(ratio: float, depth: int) -> float:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from ..budget import trainable_from
 from ..stats import Budget, LayerStats
 
 
 def budget_layers(layers: list[LayerStats]) -> list[LayerStats]:
     """The layers whose gains make up the depth budget: all but the first (its gain only scales the gradient with
     respect to the model's input) and but recurrent ones (judged on the time axis)."""
-    return [layer for layer in layers[1:] if layer.role != "recurrent"]
+    return [layer for layer in trainable_from(layers)[1:] if layer.role != "recurrent"]
 
 
 def top_layers(layers: list[LayerStats], sign: int) -> list[str]:

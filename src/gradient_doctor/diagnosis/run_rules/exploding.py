@@ -38,6 +38,12 @@ BASELINE_POINTS = 5
 #: short ones are recurring spikes (erratic learning): warning.
 SUSTAINED_POINTS = 5
 SUSTAINED_SHARE = 0.1
+#: A rise is an explosion when it hurts: from the first episode on, the loss peaks above its early level (the median
+#: of the window's first BASELINE_POINTS finite losses) by more than NOISE_SIGMAS noise σ of those and by LOSS_RISE of
+#: that level, or turns non-finite. Gradients that grow while the loss falls are a model starting to learn
+#: (attention, recurrent and embedding layers wake up from small gradients at init; measured on the benchmark zoo's
+#: dev split): info. Without recorded losses a rise is not gated.
+LOSS_RISE = 0.1
 
 
 def exploding_gradient(h: History) -> list[Finding]:
@@ -51,6 +57,9 @@ def exploding_gradient(h: History) -> list[Finding]:
         return []
     severity = max((j["severity"] for j in judged.values()), key=("info", "warning", "critical").index)
     first_step = min(j["first_step"] for j in judged.values())
+    harmless = not _loss_rose(h, first_step)
+    if harmless:
+        severity = "info"
     layers = [name for name in h.layers if name in judged]
     where = " and ".join(w for w, part in (("gradient norms", gradient), ("activation spread", forward)) if part)
     family = h.activation_family()
@@ -64,13 +73,24 @@ def exploding_gradient(h: History) -> list[Finding]:
                "recorded steps)"
     return [Finding(
         kind="exploding_gradient", severity=severity, scope="run", layers=layers,
-        evidence={"first_step": first_step, "gradient": gradient, "forward": forward,
+        evidence={"first_step": first_step, "gradient": gradient, "forward": forward, "loss_fell": harmless,
                   "enter_ratio": GROWTH, "exit_ratio": 10 ** EXIT_ORDERS, "sustained_points": SUSTAINED_POINTS},
         remedies=remedies, rationale=rationale(remedies, measured),
         summary=f"{where} of {len(layers)} layer(s) rose above {GROWTH:.3g}x their early level from step {first_step}"
-                + (" and stayed there" if severity == "critical" else
+                + (" while the loss kept falling: learning, not exploding" if harmless else
+                   " and stayed there" if severity == "critical" else
                    " in recurring spikes" if severity == "warning" else " once (an isolated spike)"),
     )]
+
+
+def _loss_rose(h: History, step: int) -> bool:
+    """Whether the loss from `step` on rose above its early level (see LOSS_RISE); True when it cannot be told."""
+    early = head(h.loss[np.isfinite(h.loss)], BASELINE_POINTS)
+    after = h.loss[h.steps >= step]
+    if early.size < BASELINE_POINTS or after.size == 0 or np.isnan(after).all() or np.isinf(after).any():
+        return True
+    base = float(np.median(early))
+    return float(np.nanmax(after)) > base + max(NOISE_SIGMAS * noise(early), LOSS_RISE * abs(base))
 
 
 def _judge(h: History, values: np.ndarray, nonfinite: np.ndarray, columns: np.ndarray) -> dict[str, dict]:
