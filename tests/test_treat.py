@@ -311,3 +311,7 @@ def test_worse_reason_names_what_grew():
     assert worse_reason(before, more) == "more problems (2 -> 3 warning/critical findings)"
     fewer = Health(frozenset(), frozenset({"dead_units"}), 1, 3.05)
     assert worse_reason(before, fewer) is None  # one problem fewer, budget within MIN_GAIN
+    drifted = Health(frozenset(), frozenset({"dead_units"}), 1, 3.5)
+    assert worse_reason(before, drifted).startswith("gradient budget not closer")
+    healthy = Health(frozenset(), frozenset(), 0, 3.5)
+    assert worse_reason(before, healthy) is None  # no problem left: the budget's drift does not matter

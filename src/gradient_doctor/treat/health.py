@@ -61,7 +61,8 @@ def orders_off(diagnosis: Diagnosis) -> float:
 
 def worse_reason(before: Health, after: Health) -> str | None:
     """Why `after` is not an improvement on `before` (None when it is): a new kind of problem, more critical
-    problems, or neither fewer problems nor a budget at least MIN_GAIN orders closer to balance.
+    problems, or neither fewer problems nor a budget at least MIN_GAIN orders closer to balance. A remedy that leaves
+    no warning or critical finding at all is an improvement whatever the budget.
 
         >>> worse_reason(Health.of(before), Health.of(after))
         'gradient budget not closer to balance (7.5 -> 7.5 orders off)'
@@ -74,6 +75,8 @@ def worse_reason(before: Health, after: Health) -> str | None:
     if after.problems > before.problems:
         return f"more problems ({before.problems} -> {after.problems} warning/critical findings)"
     closer = before.orders_off - after.orders_off
+    if after.problems == 0 < before.problems:  # healthy by every rule: how far from balance no longer matters
+        return None
     if after.problems < before.problems and closer > -MIN_GAIN:
         return None
     if closer >= MIN_GAIN:
