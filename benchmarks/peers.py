@@ -252,8 +252,8 @@ PEERS: dict[str, Peer] = {peer.name: peer for peer in [
     Peer("gradient-doctor",
          "gd.watch(every=N, detail_every=N, update_every=N, activation_every=N), run.step(loss=loss) every step: "
          "per-layer gradient norms and non-finite counts, max |g|, zero fractions, weight norms, log10|g| "
-         "histograms, exact update norms ‖Δw‖ (a transient copy of the parameters) and activation statistics, "
-         "all every N steps; kept on the device, written to the in-memory record every 100 steps",
+         "histograms, update norms ‖Δw‖ (exact up to 4,096 entries per tensor, from a sample of 4,096 above) and "
+         "activation statistics, all every N steps; kept on the device, written to the in-memory record every 100 steps",
          gd_attach(), "gradient-doctor"),
     Peer("wandb",
          'wandb.init(mode="offline"), run.watch(model, log="gradients", log_freq=N), run.log({"loss": '
