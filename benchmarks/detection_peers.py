@@ -13,8 +13,9 @@ AUTOTRAINER (Zhang et al., ICSE 2021), as in its published monitor (`AutoTrainer
 
 * G = ‖∂L/∂W‖ of each kernel (weight tensor), first and last in model order; vanishing: G_first/G_last < 1e-3
   and G_first < 1e-4; exploding: G_first/G_last > 70 (numpy division: G_last = 0 gives inf, which explodes);
-* any NaN/Inf in the gradients, the loss or the weights (its `nan_gradient`, `nan_loss`, `nan_weight`, all of
-  which it reports as "explode"): kind `non_finite` here, so that it can be scored against that label too;
+* any NaN/Inf in the gradients, the loss or the weights, or a loss >= 1e5 (its `nan_gradient`, `nan_loss` -- which
+  also fires on a loss that large -- and `nan_weight`, all of which it reports as "explode"): kind `non_finite`
+  here, so that it can be scored against that label too;
 * dying ReLU: the share of exactly-zero entries over ALL gradient entries of the model (kernels and biases
   pooled: `gradient_zero_radio`'s `total_ratio`) >= 0.7, not a per-layer share.
 
@@ -33,6 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from torch import nn
+
+#: AUTOTRAINER's `nan_loss` also fires on a finite loss this large.
+LOSS_LIMIT = 1e5
 
 # AUTOTRAINER's published defaults (beta_1, beta_2, beta_3, gamma)
 AT_VANISH_RATIO, AT_VANISH_FIRST, AT_EXPLODE_RATIO, AT_DEAD_SHARE = 1e-3, 1e-4, 70.0, 0.7
@@ -79,6 +83,7 @@ class GradientRecord:
         measured = ~np.isnan(zero_frac).all(axis=1)  # the detail steps, where the weights were taken too
         loss = run.history("loss") if "loss" in run.metrics else np.full(len(steps), np.nan)
         non_finite = ((np.nan_to_num(_columns(run, "nonfinite", names)) > 0).any(axis=1) | ~np.isfinite(loss)
+                      | (np.nan_to_num(loss) >= LOSS_LIMIT)
                       | (measured & ~np.isfinite(weights).all(axis=1)))
         return cls(steps=steps, layer_norms=run.history("grad_norm"), kernel_norms=_columns(run, "grad_norm", kernels),
                    zero_frac=zero_frac, numel=np.array([p.numel() for _, p in trainable], dtype=float),

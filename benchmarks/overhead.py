@@ -366,14 +366,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="results directory (default: benchmarks/results; a temp dir with --quick)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.peers is not None and min(args.cadences) < 1:
+        parser.error(f"--cadences must be positive, got {args.cadences}")
     # a round's K steps hold whole cycles of the cadences, so that every round measures the same mix
     cycle = math.lcm(*args.cadences) if args.peers is not None else CADENCE_CYCLE
     if args.steps is not None and (args.steps <= 0 or args.steps % cycle):
         parser.error(f"--steps must be a positive multiple of {cycle}, got {args.steps}")
     if args.peers is not None:
         args.peers = args.peers or list(PEERS)
-        if min(args.cadences) < 1 or CADENCE_CYCLE % cycle:
-            parser.error(f"--cadences must be positive and their lcm divide {CADENCE_CYCLE}, got {args.cadences}")
+        if CADENCE_CYCLE % cycle:
+            parser.error(f"--cadences' lcm must divide {CADENCE_CYCLE}, got {args.cadences}")
     if args.chunk is not None and args.chunk < 1:
         parser.error(f"--chunk must be at least 1, got {args.chunk}")
     if args.rounds is not None and args.rounds < 1:

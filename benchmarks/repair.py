@@ -12,8 +12,8 @@ healthy reference.
 
 Per broken scenario (label != "healthy"), in one process, back to back, torch single-threaded (steadier timings):
 
-0. **reference**: the scenario's healthy `reference` trained for its own steps and evaluated (once per reference
-   name; it also warms the process up before anything is timed).
+0. **reference**: the scenario's healthy `reference` trained for the broken scenario's steps (the same budget as
+   both arms) and evaluated (once per reference and budget; it also warms the process up before anything is timed).
 1. **untreated**: `make()`, `WARMUP_STEPS` untimed steps on a copy, then `steps` plain steps (`base.train`),
    `evaluate`; the training is timed.
 2. **treated**: `make()` again (same seed, same init), then what a user of the library does. `gd.treat(model,
@@ -27,9 +27,10 @@ Per broken scenario (label != "healthy"), in one process, back to back, torch si
    the watched run is diagnosed: healthy, the watch ends and training goes on to `steps`; otherwise the user stops,
    treats the treated model *as it was before those steps* again for the watched run's findings (`gd.treat(model,
    diagnosis, ...)`, new optimizer, learning-rate advice compounding on the previous round's), and watches again:
-   at most ROUNDS watched rounds, then the full `steps` whatever the last diagnosis. A plateau's advice comes with
-   its size (evidence `lr_factor`); other learning-rate advice is x10 or /10 per round. The timed part is all of it: checkups, treat, the watched steps (wasted when restarted), the
-   training. `evaluate` at the end.
+   the last of at most ROUNDS watched rounds trains on to `steps` whatever its diagnosis. Clipping attached in an
+   earlier round stays attached. A plateau's advice comes with its size (evidence `lr_factor`); other learning-rate
+   advice is x10 or /10 per round. The timed part is all of it: checkups, treat, the watched steps (wasted when
+   restarted), the training. `evaluate` at the end.
 
 Success: the treated model reaches `ACCURACY_SHARE` of the reference's test accuracy (classification) or a test loss
 at most `LOSS_FACTOR` times the reference's (regression). Time ratio: (treatment + treated training) / untreated
@@ -59,6 +60,7 @@ import torch
 
 import gradient_doctor as gd
 from benchmarks.scenarios import SCENARIOS, Scenario, Setup, evaluate, select, train_step
+from benchmarks.scenarios.checks import replica
 
 #: Success: treated accuracy >= ACCURACY_SHARE x the reference's, or treated loss <= LOSS_FACTOR x the reference's.
 ACCURACY_SHARE = 0.9
@@ -72,7 +74,7 @@ QUICK = ("mlp_sigmoid_deep_vanishing", "mlp_relu_negative_bias_dead", "mlp_momen
 #: new architecture) pay one-off costs (measured: a first 200-step run 5.8 s, the next ones 2.0 s and 2.2 s).
 WARMUP_STEPS = 5
 #: Watched rounds at most: after each unhealthy diagnosis of the first `probe_steps` steps the user re-treats and
-#: restarts (learning-rate advice compounds: a learning rate 1000x too large takes three rounds of /10); the last
+#: restarts (learning-rate advice compounds: a learning rate 100x too large takes two rounds of /10); the last
 #: round's training goes on to the full budget whatever its diagnosis.
 ROUNDS = 3
 RESULTS = Path(__file__).parent / "results"
@@ -158,22 +160,22 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 class References:
-    """Test metrics of healthy reference scenarios, each trained once for its own steps.
+    """Test metrics of healthy reference scenarios, each trained once per step budget: the broken scenario's, so
+    that untreated, treated and reference all get the same number of steps.
 
-    >>> refs = References(); refs.metric("mlp_relu_healthy")
+    >>> refs = References(); refs.metric("mlp_relu_healthy", steps=150)
     0.96
     """
 
     def __init__(self) -> None:
-        self._metrics: dict[str, float] = {}
+        self._metrics: dict[tuple[str, int], float] = {}
 
-    def metric(self, name: str) -> float:
-        if name not in self._metrics:
-            scenario = SCENARIOS[name]
-            setup = scenario.make()
-            plain_arm(setup, scenario.steps)
-            self._metrics[name] = metric(setup.task, evaluate(setup))
-        return self._metrics[name]
+    def metric(self, name: str, steps: int) -> float:
+        if (name, steps) not in self._metrics:
+            setup = SCENARIOS[name].make()
+            plain_arm(setup, steps)
+            self._metrics[name, steps] = metric(setup.task, evaluate(setup))
+        return self._metrics[name, steps]
 
 
 def _train(setup: Setup, steps: Iterable[int], optimizer: torch.optim.Optimizer,
@@ -184,13 +186,6 @@ def _train(setup: Setup, steps: Iterable[int], optimizer: torch.optim.Optimizer,
     for step in steps:
         each(train_step(setup, optimizer, *setup.batch(step)))
     return time.perf_counter() - start
-
-
-def _copy(setup: Setup) -> Setup:
-    """The setup with a deep copy of its model (data shared)."""
-    trial = copy.copy(setup)
-    trial.model = copy.deepcopy(setup.model)
-    return trial
 
 
 def plain_arm(setup: Setup, steps: int) -> float:
@@ -230,32 +225,37 @@ def _treat(model: torch.nn.Module, setup: Setup, diagnosis: gd.Diagnosis | None 
 
 def treated_arm(setup: Setup, steps: int) -> dict[str, Any]:
     """Treat `setup.model` and train the treated model for `steps` steps from torch.manual_seed(0), in place of
-    `setup.model`; returns what was done and the seconds taken (see the module docstring)."""
+    `setup.model`; returns what was done and the seconds taken (see the module docstring).
+
+    >>> treated_arm(SCENARIOS["mlp_adam_tiny_lr_plateau"].make(), 150)["advice_followed"]
+    'increase_lr x1000'
+    """
     start = time.perf_counter()
     treatment, optimizer, followed, factor = _treat(setup.model, setup)
-    findings, applied, followed_all = list(treatment.before.findings), list(treatment.applied), []
-    lr_scale = factor
-    if followed:
-        followed_all.append(f"{followed} x{factor:g}")
-    watched_rounds, watched_kinds = 0, []
-    for watched_rounds in range(1, ROUNDS + 1):
+    findings, applied, clipping = list(treatment.before.findings), list(treatment.applied), list(treatment.training)
+    followed_all, lr_scale, watched_kinds = ([f"{followed} x{factor:g}"] if followed else []), factor, []
+    for watched_round in range(1, ROUNDS + 1):
         untrained, setup.model = copy.deepcopy(treatment.model), treatment.model
         torch.manual_seed(0)
         with gd.watch(setup.model, optimizer, every=1, detail_every=10, update_every=5, activation_every=10) as run:
             _train(setup, range(probe_steps(steps)), optimizer, lambda loss: run.step(loss=loss))
             watched = run.diagnose()
         watched_kinds.append(sorted({f"{f.kind} ({f.severity})" for f in watched.findings if f.severity != "info"}))
-        if watched.healthy:
+        if watched.healthy or watched_round == ROUNDS:  # the last round trains on whatever its diagnosis
             resume = probe_steps(steps)
             break
-        # unhealthy: restart from the treated, untrained model, treated again for everything seen so far
+        # unhealthy: restart from the treated, untrained model, treated again for what the watch found; the
+        # clipping of earlier rounds stays attached and learning-rate advice compounds, as for a user
         findings += watched.findings
-        model_lr = [g["lr"] for g in optimizer.param_groups]
-        treatment, optimizer, followed, factor = _treat(untrained, setup, gd.Diagnosis(list(watched.findings)))
-        for group, lr in zip(optimizer.param_groups, model_lr):  # advice compounds over rounds, as for a user
+        lrs = [group["lr"] for group in optimizer.param_groups]
+        carried = gd.Diagnosis(list(watched.findings) + [f for f in findings if _clipping(f) and f not in
+                                                          watched.findings])
+        treatment, optimizer, followed, factor = _treat(untrained, setup, carried)
+        for group, lr in zip(optimizer.param_groups, lrs):
             group["lr"] = lr * factor
         lr_scale *= factor
         applied += treatment.applied
+        clipping += [name for name in treatment.training if name not in clipping]
         if followed:
             followed_all.append(f"{followed} x{factor:g}")
         setup.model, resume = treatment.model, 0
@@ -264,16 +264,21 @@ def treated_arm(setup: Setup, steps: int) -> dict[str, Any]:
     return {
         "findings": sorted({f"{f.kind} ({f.severity})" for f in findings if f.severity != "info"}),
         "watched": watched_kinds,
-        "rounds": watched_rounds,
+        "rounds": watched_round,
         "applied": applied,
-        "clipping": treatment.training,
+        "clipping": clipping,
         "advice": treatment.advice,
         "advice_followed": ", ".join(followed_all) or None,
         "lr_factor": lr_scale,
         "rejected": [f"{name}: {reason}" for name, reason in treatment.rejected],
-        "nothing_applied": not applied and not treatment.training and not followed_all,
+        "nothing_applied": not applied and not clipping and not followed_all,
         "treated_seconds": time.perf_counter() - start,
     }
+
+
+def _clipping(finding: gd.Finding) -> bool:
+    """Whether a warning/critical finding ranks a clipping remedy (attached to the optimizer, not verifiable)."""
+    return finding.severity != "info" and any(name.startswith(("clip_", "adaptive_clip")) for name in finding.remedies)
 
 
 def repair(scenario: Scenario, references: References) -> dict[str, Any]:
@@ -288,10 +293,10 @@ def repair(scenario: Scenario, references: References) -> dict[str, Any]:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            row["reference"] = references.metric(scenario.reference)
+            row["reference"] = references.metric(scenario.reference, scenario.steps)
             untreated = scenario.make()
             row["task"] = untreated.task
-            plain_arm(_copy(untreated), WARMUP_STEPS)
+            plain_arm(replica(untreated), WARMUP_STEPS)
             row["untreated_seconds"] = plain_arm(untreated, scenario.steps)
             row["untreated"] = metric(untreated.task, evaluate(untreated))
             treated = scenario.make()

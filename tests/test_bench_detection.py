@@ -97,6 +97,13 @@ def test_autotrainer_ratio_rules():
     ], non_finite=[0, 0, 0, 0, 1])
     assert autotrainer(record) == {"vanishing": 2, "exploding": 3, "non_finite": 4}
     assert autotrainer(_gradients([[69.0, 1.0], [1e-3 * 0.99, 1.0]])) == {}  # 69 < 70; G_first 9.9e-4 >= 1e-4
+    # each condition alone is not enough: G_first < 1e-4 with a ratio of 5e-3; and the bound 70 itself
+    assert autotrainer(_gradients([[5e-5, 1e-2], [70.0, 1.0]])) == {}
+
+
+def test_autotrainer_dying_relu_fires_at_exactly_the_share():
+    record = _gradients([[1.0, 1.0]] * 2, zero_frac=[[0.69], [0.7]], numel=[10])
+    assert autotrainer(record) == {"dying_relu": 1}
 
 
 def test_autotrainer_dying_relu_pools_all_gradient_entries():

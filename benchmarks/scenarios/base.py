@@ -15,6 +15,7 @@ independent verification is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -33,6 +34,15 @@ LABELS = (
 FAMILIES = ("mlp", "cnn", "rnn", "lstm", "gru", "transformer")
 SPLITS = ("dev", "test")
 TASKS = ("classification", "regression")
+
+
+#: The optimizers scenarios are trained with, by name (each takes params and lr).
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "momentum": partial(torch.optim.SGD, momentum=0.9),
+    "adam": torch.optim.Adam,
+    "adamw": partial(torch.optim.AdamW, weight_decay=1e-2),
+}
 
 
 class LabelError(AssertionError):
@@ -61,7 +71,8 @@ class Setup:
     notes: dict = field(default_factory=dict)
 
     def batch(self, step: int) -> tuple[Tensor, Tensor]:
-        """The (inputs, targets) of `step`: deterministic, cycling through a fixed permutation of `train`."""
+        """The (inputs, targets) of `step`: deterministic, consecutive slices of `train` in its stored order (the
+        datasets are stored shuffled), wrapping around at the end."""
         inputs, targets = self.train
         n = inputs.shape[0]
         start = (step * self.batch_size) % n
@@ -130,11 +141,14 @@ def evaluate(setup: Setup) -> dict[str, float]:
     >>> evaluate(setup)
     {'loss': 0.41, 'accuracy': 0.87}
     """
+    was_training = setup.model.training
     setup.model.eval()
-    inputs, targets = setup.test
-    output = setup.model(inputs).float()
-    result = {"loss": float(setup.loss_fn(output, targets))}
-    if setup.task == "classification":
-        result["accuracy"] = float((output.argmax(-1) == targets).float().mean())
-    setup.model.train()
+    try:
+        inputs, targets = setup.test
+        output = setup.model(inputs).float()
+        result = {"loss": float(setup.loss_fn(output, targets))}
+        if setup.task == "classification":
+            result["accuracy"] = float((output.argmax(-1) == targets).float().mean())
+    finally:
+        setup.model.train(was_training)
     return result

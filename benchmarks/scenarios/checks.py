@@ -50,27 +50,9 @@ def first_last_ratio(norms: list[tuple[str, float]]) -> float:
     1e-06
     """
     first, last = norms[0][1], norms[-1][1]
+    if math.isnan(first) or math.isnan(last):
+        return math.nan
     return first / last if last > 0 else math.inf
-
-
-def losses(setup: Setup, steps: int) -> list[float]:
-    """Training losses of `steps` plain steps on a deep copy of the setup (the setup itself is untouched).
-
-    >>> losses(setup, 50)[-1] < losses(setup, 50)[0]
-    """
-    trial = copy.copy(setup)
-    trial.model = copy.deepcopy(setup.model)
-    return [float(loss) for loss in train(trial, steps)]
-
-
-def output_fractions(setup: Setup, kind: type[nn.Module], predicate: Callable[[Tensor], Tensor],
-                     step: int = 0) -> list[float]:
-    """For every module of type `kind`, the fraction of its outputs on the batch of `step` where `predicate` holds.
-
-    >>> output_fractions(setup, nn.Tanh, lambda y: y.abs() > 0.99)      # saturated share, per tanh layer
-    [0.02, 0.61, 0.93]
-    """
-    return per_module(setup, kind, lambda out: float(predicate(out).float().mean()), step)
 
 
 def per_module(setup: Setup, kind: type[nn.Module], measure: Callable[[Tensor], float], step: int = 0) -> list[float]:

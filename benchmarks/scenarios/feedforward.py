@@ -13,20 +13,13 @@ import math
 from functools import lru_cache, partial
 from typing import Callable
 
-import torch
 from torch import Tensor, nn
 
-from .base import Scenario, Setup
+from .base import OPTIMIZERS, Scenario, Setup
 from .checks import (dead_unit_fractions, first_last_ratio, first_non_finite, gradient_norms,
-                     input_stats, loss_change, output_fractions, require, standardised, trace)
+                     input_stats, loss_change, activation_fractions, require, standardised, trace)
 
 DATASETS = ("digits", "mnist1d")
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "momentum": partial(torch.optim.SGD, momentum=0.9),
-    "adam": torch.optim.Adam,
-    "adamw": partial(torch.optim.AdamW, weight_decay=1e-2),
-}
 
 
 Data = tuple[Tensor, Tensor, Tensor, Tensor]   # x_train, y_train, x_test, y_test
@@ -152,14 +145,15 @@ def exploding(setup: Setup, steps: int = 50) -> str:
     if ratio > 1e3:
         return require(True, "first/last gradient ratio", ratio)
     norms = [norm for _, norm in trace(setup, steps)]
-    return require(max(norms) >= 100 * norms[0], f"first/last gradient ratio = {ratio:.3g}; "
-                   f"max/first gradient norm over {steps} steps", max(norms) / norms[0])
+    growth = max((n for n in norms if math.isfinite(n)), default=0.0) / norms[0]
+    return require(growth >= 100, f"first/last gradient ratio = {ratio:.3g}; "
+                   f"max/first finite gradient norm over {steps} steps", growth)
 
 
 def saturation(setup: Setup) -> str:
     """More than half of some tanh's outputs with |y| > 0.99, or of some sigmoid's outside (0.01, 0.99)."""
-    shares = (output_fractions(setup, nn.Tanh, lambda y: y.abs() > 0.99)
-              + output_fractions(setup, nn.Sigmoid, lambda y: (y < 0.01) | (y > 0.99)))
+    shares = (activation_fractions(setup, nn.Tanh, lambda y: y.abs() > 0.99)
+              + activation_fractions(setup, nn.Sigmoid, lambda y: (y < 0.01) | (y > 0.99)))
     return require(max(shares, default=0.0) > 0.5, "largest saturated share of a bounded activation",
                    max(shares, default=0.0))
 

@@ -19,14 +19,12 @@ from torch import Tensor, nn
 
 from gradient_doctor.lab.sequences import adding
 
-from .base import Setup
+from .base import OPTIMIZERS, Setup
 from .checks import (activation_fractions, first_last_ratio, first_non_finite, gradient_norms, input_stats,
                      loss_change, require, standardised, time_gradient_norms, trace)
 
 Data = tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]
 Check = Callable[[Setup], str]
-OPTIMIZERS = {"sgd": torch.optim.SGD, "momentum": partial(torch.optim.SGD, momentum=0.9),
-              "adam": torch.optim.Adam, "adamw": partial(torch.optim.AdamW, weight_decay=1e-2)}
 HEALTHY_STEPS = 100   # training steps a healthy check (and a reference's loss) is judged on
 
 
@@ -129,6 +127,7 @@ def saturation_check(kind: type[nn.Module]) -> Check:
     """Saturation: more than half of the outputs of every `kind` module (tanh units) beyond |y| > 0.99."""
     def check(setup: Setup) -> str:
         shares = activation_fractions(setup, kind, lambda y: y.abs() > 0.99)
+        require(bool(shares), f"{kind.__name__} modules in the model", len(shares))
         return require(min(shares) > 0.5, f"share of {kind.__name__} outputs with |y| > 0.99", min(shares))
     return check
 
@@ -137,6 +136,7 @@ def dead_check(kind: type[nn.Module]) -> Check:
     """Dead units: more than 70 % of the ReLU units output exactly 0 on the whole batch (mean over modules)."""
     def check(setup: Setup) -> str:
         shares = activation_fractions(setup, kind, lambda y: y == 0, per_unit=True)
+        require(bool(shares), f"{kind.__name__} modules in the model", len(shares))
         return require(_mean(shares) > 0.7, f"share of {kind.__name__} units silent on the batch", _mean(shares))
     return check
 
