@@ -69,7 +69,8 @@ def test_non_finite_names_the_first_step_then_the_first_layer_in_forward_order()
     loss = np.where(np.arange(50) < 32, 1.0, np.nan)
     (f,) = non_finite(history(50, loss=loss, nonfinite=nonfinite, grad_norm=np.ones((50, 4))))
     assert (f.evidence["first_step"], f.evidence["where"], f.layers) == (30, "gradients", ["2"])
-    assert f.evidence["first_step_by_kind"] == {"activations": None, "loss": 32, "gradients": 30, "weights": None}
+    assert f.evidence["first_step_by_kind"] == {"inputs": None, "activations": None, "loss": 32, "gradients": 30,
+                                                "weights": None}
     assert f.severity == "critical"
 
 

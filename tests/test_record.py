@@ -444,7 +444,7 @@ def test_live_and_loaded_agree_forward_order_and_values(tmp_path):
     np.testing.assert_array_equal(live["steps"], np.arange(steps))
     np.testing.assert_array_equal(loaded.steps, live["steps"])
     assert loaded.metrics == live["metrics"]
-    assert set(live["metrics"]) == set(LAYER_METRICS) | {"loss", "acc", "tensor_metric"}
+    assert set(live["metrics"]) == set(LAYER_METRICS) | {"loss", "acc", "tensor_metric", "input_nonfinite"}
     for m in live["metrics"]:
         np.testing.assert_array_equal(loaded.history(m), live["history"][m], err_msg=m)
     pd.testing.assert_frame_equal(loaded.to_pandas(), live["frame"])

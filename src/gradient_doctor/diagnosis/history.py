@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..probe.metrics import LAYER_METRICS
+from ..probe.metrics import INPUT_NONFINITE, LAYER_METRICS
 
 if TYPE_CHECKING:
     from ..record import Run
@@ -39,6 +39,7 @@ class History:
     loss_at_start: float  # median of the run's first START_POINTS finite losses (before the window too)
     kinds: list[str] = field(default_factory=list)  # module class names, forward order ("" when unknown)
     skipped: np.ndarray | None = None  # per step: iterations skipped just before it (GradScaler); None: not recorded
+    input_nonfinite: np.ndarray | None = None  # per step: inf/NaN entries in the model's inputs; None: not recorded
 
     def trainable(self) -> list[int]:
         """Indices of the weight layers that trained in the window: a layer with no gradient on any step (frozen
@@ -96,6 +97,7 @@ def read_history(run: "Run", window: int | None = None) -> History:
     loss = run.history("loss") if "loss" in metrics else np.full(len(steps), np.nan)
     finite_loss = loss[np.isfinite(loss)]
     skipped = np.nan_to_num(run.history("skipped", since=since)) if "skipped" in metrics else None
+    bad_inputs = run.history(INPUT_NONFINITE, since=since) if INPUT_NONFINITE in metrics else None
     return History(
         layers=[layer.name for layer in details],
         numel=np.array([layer.numel for layer in details], dtype=np.int64),
@@ -105,4 +107,5 @@ def read_history(run: "Run", window: int | None = None) -> History:
         loss_at_start=float(np.median(finite_loss[:START_POINTS])) if finite_loss.size else float("nan"),
         kinds=[layer.kind for layer in details],
         skipped=skipped,
+        input_nonfinite=bad_inputs,
     )

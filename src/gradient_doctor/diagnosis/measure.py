@@ -72,8 +72,8 @@ def _layer_stats(layer: Layer, index: int, taps: LayerTaps, grad_sq: dict[int, l
     in_sq, in_n = total(taps.in_sq.get(index)), taps.in_numel.get(index, 0)
     delta_in, delta_out = taps.delta_in_sq.get(index), taps.delta_out_sq.get(index)
     measured_deltas = [total(d) for d in (delta_in, delta_out) if d]
-    nonfinite = tuple(where for where, values in (("weights", weight_sq), ("activations", [out_sq]),
-                                                  ("gradients", measured_deltas + grad))
+    nonfinite = tuple(where for where, values in (("inputs", [in_sq] if in_n else []), ("weights", weight_sq),
+                                                  ("activations", [out_sq]), ("gradients", measured_deltas + grad))
                       if not all(math.isfinite(v) for v in values))
     spec = layer.activation
     is_activation = spec is not None and not own

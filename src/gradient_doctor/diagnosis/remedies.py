@@ -45,6 +45,7 @@ CATALOG: dict[str, str] = {
     "increase_lr": "raise the learning rate: the weights barely move from one step to the next",
     "decrease_lr": "lower the learning rate (or warm it up): the steps overshoot",
     "decrease_weight_decay": "lower the optimizer's weight decay: it pulls the weights toward 0",
+    "check_inputs": "the data itself holds inf/NaN: find the samples (torch.isfinite(x).all(...)) and fix or drop them",
 }
 
 _INIT_FOR_FAMILY = {"rectifier": "he_init", "saturating": "xavier_init", "unknown": "lsuv_init"}

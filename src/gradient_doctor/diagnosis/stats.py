@@ -39,7 +39,7 @@ class LayerStats:
     saturated_frac: float = math.nan  # saturating activations
     dead_frac: float = math.nan  # rectifiers: units zero on every sample of the batch
     samples_per_unit: float = math.nan  # outputs per unit seen in the batch (positions × examples)
-    nonfinite: tuple[str, ...] = ()  # where inf/NaN showed: "weights", "activations", "gradients"
+    nonfinite: tuple[str, ...] = ()  # where inf/NaN showed: "inputs", "weights", "activations", "gradients"
 
     @property
     def gain(self) -> float:

@@ -26,3 +26,6 @@ PARAM_METRICS: tuple[str, ...] = GRADIENT + DETAIL + UPDATE
 GROUPS: dict[str, tuple[str, ...]] = {
     "gradient": GRADIENT, "detail": DETAIL, "update": UPDATE, "activation": ACTIVATION,
 }
+#: Run-level series (one value per recorded step, next to the loss): inf/NaN entries in the model's floating-point
+#: tensor arguments over the step's forward passes (not measured for a torch.compile'd model).
+INPUT_NONFINITE = "input_nonfinite"

@@ -76,6 +76,7 @@ class StepVector:
     groups: tuple[str, ...]
     values: Tensor  # float64, LAYER_METRICS × layers then PARAM_METRICS × params
     histograms: Tensor | None = None  # detail steps: float64 layers × (zeros, non-finite, bins), see histograms.py
+    input_nonfinite: Tensor | None = None  # inf/NaN entries in the model's floating-point inputs since the last step
 
 
 class Probe:
@@ -138,6 +139,7 @@ class Probe:
         self._order_handles: list = []
         self._gradient_rows: tuple[Tensor, Tensor] | None = None
         self._histograms: Tensor | None = None
+        self._bad_inputs: Tensor | None = None  # on-device count of inf/NaN input entries since the last step
 
     # -- lifecycle -------------------------------------------------------------------------
     def attach(self) -> None:
@@ -231,8 +233,9 @@ class Probe:
         if self._order_handles and self.call_order:
             self._remove_order_hooks()
         histograms, self._histograms = self._histograms, None
+        bad_inputs, self._bad_inputs = self._bad_inputs, None
         self.completed.append(StepVector(self.step, time.time(), tuple(measured), values,
-                                         histograms if "detail" in measured else None))
+                                         histograms if "detail" in measured else None, bad_inputs))
 
     @property
     def _local(self) -> list[Tensor]:
@@ -258,6 +261,16 @@ class Probe:
     def _count_forward(self, module, inputs) -> None:
         if torch.is_grad_enabled():
             self.forwards += 1
+            if not self.compiled:  # a compiled module's hooks are traced into its graph
+                self._guard(self._count_bad_inputs, inputs)
+
+    def _count_bad_inputs(self, inputs: tuple) -> None:
+        """Add the inf/NaN entries of the forward pass's floating-point tensor arguments to an on-device count (no
+        host sync): a NaN in the data shows here before it reaches any layer."""
+        counts = [(~torch.isfinite(x)).sum() for x in inputs if isinstance(x, Tensor) and x.is_floating_point()]
+        if counts:
+            total = torch.stack(counts).sum().to(self.device, torch.float64)
+            self._bad_inputs = total if self._bad_inputs is None else self._bad_inputs + total
 
     # -- forward order ---------------------------------------------------------------------
     def _order_hook(self, index: int):

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import GradientDoctorError, RunClosedError
 from ..probe import LAYER_METRICS, PARAM_METRICS, Probe
-from ..probe.metrics import GROUPS
+from ..probe.metrics import GROUPS, INPUT_NONFINITE
 from .histograms import GradientHistograms, encode, read
 from .schema import HISTOGRAM_ENTITY, HISTOGRAM_METRIC
 from .store import LayerInfo, RunStore
@@ -157,6 +157,9 @@ class Run:
         self._tell_listeners("flushed")
 
     def _write(self, vectors: list, scalars: list[tuple[int, str, Any]]) -> None:
+        # the probe's count of inf/NaN input entries per step, a run-level series like the loss
+        scalars = scalars + [(v.step, INPUT_NONFINITE, v.input_nonfinite) for v in vectors
+                             if v.input_nonfinite is not None]
         tensors = [s for _, _, s in scalars if isinstance(s, torch.Tensor)]
         parts = [torch.stack([v.values for v in vectors]).flatten()] if vectors else []
         histograms = [v.histograms for v in vectors if v.histograms is not None]  # the detail steps'

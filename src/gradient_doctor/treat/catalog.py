@@ -95,7 +95,7 @@ _OPT_IN: dict[str, tuple[int, Callable[[nn.Module, Context], nn.Module]]] = {
     "reduce_depth": (3, lambda m, ctx: reduce_depth(m)),
 }
 TRAINING = ("clip_grad_norm", "clip_grad_value", "adaptive_clip")
-ADVICE = ("increase_lr", "decrease_lr", "decrease_weight_decay")
+ADVICE = ("increase_lr", "decrease_lr", "decrease_weight_decay", "check_inputs")
 
 
 def lookup(name: str) -> Remedy:
