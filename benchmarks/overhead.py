@@ -150,7 +150,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 # -- timing --------------------------------------------------------------------------------------
 class Trainer:
-    """One model copy, its optimizer and its fixed batch; `timed(k)` times k training steps."""
+    """One model copy, its optimizer and its fixed batch; `timed(k)` times k training steps.
+
+    >>> plain, watched = make_pair(WORKLOADS["mlp"], torch.device("cpu"), quick=True, seed=0)
+    >>> plain.timed(50)         # seconds; with `attached` set, each step runs the peer's hooks
+    0.021
+    """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, inputs: Tensor, targets: Tensor,
                  device: torch.device):
@@ -186,7 +191,10 @@ def _synchronize(device: torch.device) -> None:
 
 
 def make_pair(workload: Workload, device: torch.device, quick: bool, seed: int) -> tuple[Trainer, Trainer]:
-    """Two identical copies of the workload's model, each with its own optimizer (plain, to-be-watched)."""
+    """Two identical copies of the workload's model, each with its own optimizer (plain, to-be-watched).
+
+    >>> plain, watched = make_pair(WORKLOADS["cnn"], torch.device("cpu"), quick=True, seed=0)
+    """
     torch.manual_seed(seed)
     model, inputs, targets = workload.build(quick)
     model.to(device).train()
@@ -199,7 +207,11 @@ def make_pair(workload: Workload, device: torch.device, quick: bool, seed: int) 
 
 
 def one_round(plain: Trainer, watched: Trainer, steps: int, chunk: int, watched_first: bool) -> tuple[float, float]:
-    """K = `steps` steps per side, alternating sides every `chunk` steps in ABBA order; (plain s, watched s)."""
+    """K = `steps` steps per side, alternating sides every `chunk` steps in ABBA order; (plain s, watched s).
+
+    >>> one_round(plain, watched, steps=50, chunk=1, watched_first=False)      # P W W P P W ...
+    (0.52, 0.55)
+    """
     totals = {id(plain): 0.0, id(watched): 0.0}
     first, second = (watched, plain) if watched_first else (plain, watched)
     for i in range(steps // chunk):
@@ -211,7 +223,13 @@ def one_round(plain: Trainer, watched: Trainer, steps: int, chunk: int, watched_
 def compare(workload: Workload, config: str, device: torch.device, *, quick: bool, steps: int, chunk: int,
             rounds: int, seed: int, attach: Attach | None = None, cadence: int = 1) -> dict[str, Any]:
     """Time one watch configuration against the plain model; returns one result row. The watched
-    copy gets `attach(model, optimizer, cadence, tmp)` (default: gd.watch with `CONFIGS[config]`)."""
+    copy gets `attach(model, optimizer, cadence, tmp)` (default: gd.watch with `CONFIGS[config]`).
+
+    >>> row = compare(WORKLOADS["mlp"], "defaults", torch.device("cpu"), quick=True, steps=50, chunk=1,
+    ...               rounds=2, seed=0)
+    >>> row["round_ratio_median"]
+    1.04
+    """
     attach = attach or gd_attach(CONFIGS[config])
     plain, watched = make_pair(workload, device, quick, seed)
     with tempfile.TemporaryDirectory(prefix="gd-overhead-") as tmp:
@@ -228,7 +246,11 @@ def compare(workload: Workload, config: str, device: torch.device, *, quick: boo
 def peer_row(workload: Workload, peer: Peer, cadence: int | None, device: torch.device, **timing: Any
              ) -> dict[str, Any]:
     """Time one peer at one cadence (None: the uncadenced plain baseline) against the plain model;
-    a peer that cannot run gives a row with its status and reason instead of times."""
+    a peer that cannot run gives a row with its status and reason instead of times.
+
+    >>> peer_row(WORKLOADS["cnn"], PEERS["cockpit-economy"], 10, cpu, **timing)["status"]   # in-place ReLU
+    'unsupported'
+    """
     label = peer.name if cadence is None else f"{peer.name}, every {cadence}"
     about = {"peer": peer.name, "cadence": cadence}
     try:
@@ -240,6 +262,13 @@ def peer_row(workload: Workload, peer: Peer, cadence: int | None, device: torch.
 
 def summarize(workload: Workload, config: str, steps: int, chunk: int, plain: list[float],
               watched: list[float]) -> dict[str, Any]:
+    """One result row from each round's seconds per side: ms/step from the medians over rounds, the per-round
+    ratio watched / plain (median and quartiles), the ratio of totals, and the raw round times.
+
+    >>> row = summarize(WORKLOADS["mlp"], "defaults", 50, 1, plain=[1.0, 1.0], watched=[1.1, 1.3])
+    >>> [round(row[k], 3) for k in ("plain_ms", "watched_ms", "round_ratio_median", "ratio_of_totals")]
+    [20.0, 24.0, 1.2, 1.2]
+    """
     ratios = [w / p for w, p in zip(watched, plain)]
     q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
     plain_ms = 1000 * statistics.median(plain) / steps
@@ -265,7 +294,11 @@ def summarize(workload: Workload, config: str, steps: int, chunk: int, plain: li
 # -- reporting -----------------------------------------------------------------------------------
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """One line per configuration row; peer rows (with a "peer" key) get peer and cadence columns,
-    and those that could not run give their status and reason in place of the times."""
+    and those that could not run give their status and reason in place of the times.
+
+    >>> print(markdown_table(rows))
+    | model | config | plain ms/step | watched ms/step | ratio of medians | ...
+    """
     peers = any("peer" in r for r in rows)
     lines = [
         ("| model | peer | every " if peers else "| model | config ")
@@ -286,6 +319,11 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def machine_info(device: torch.device, threads: int) -> dict[str, Any]:
+    """Where the timings come from: CPU model, usable cores, torch threads, versions, platform, device (+ GPU name).
+
+    >>> machine_info(torch.device("cpu"), 2)
+    {'cpu': 'AMD EPYC 7B13', 'cores': 2, 'threads': 2, 'torch': '2.5.1', ..., 'device': 'cpu'}
+    """
     info = {
         "cpu": _cpu_model(),
         "cores": _available_cores(),
@@ -316,6 +354,12 @@ def _available_cores() -> int:
 
 
 def write_results(out: Path, device: torch.device, meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[Path]:
+    """Write `overhead-<device>.json` (meta and rows) and `.md` (settings and the table) to `out`; a peers run
+    (a "peers" key in `meta`) writes `overhead-peers-<device>.*`. Returns both paths.
+
+    >>> write_results(Path("/tmp/o"), torch.device("cpu"), meta, rows)
+    [PosixPath('/tmp/o/overhead-cpu.json'), PosixPath('/tmp/o/overhead-cpu.md')]
+    """
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"overhead-{'peers-' if 'peers' in meta else ''}{device.type}"
     json_path, md_path = stem.with_suffix(".json"), stem.with_suffix(".md")
@@ -346,6 +390,12 @@ def write_results(out: Path, device: torch.device, meta: dict[str, Any], rows: l
 
 # -- main ----------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked (--steps a multiple of the cadence cycle, positive --chunk/--rounds, CUDA there
+    for --device cuda); `--peers` without names means every peer.
+
+    >>> parse_args(["--peers", "--models", "mlp"]).peers
+    ['plain', 'gradient-doctor', 'wandb', 'tensorboard', 'lightning-grad_norm', 'traintools', 'cockpit-economy']
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -386,6 +436,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Time each chosen model under each configuration (or peer and cadence); print the table, write the files.
+
+    >>> rows = main(["--quick", "--models", "mlp", "--configs", "defaults"])    # files in a temp dir
+    >>> rows[0]["config"], rows[0]["round_ratio_median"]
+    ('defaults', 1.07)
+    """
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -47,7 +47,11 @@ def _cross_entropy_backward(outputs: Tensor, targets: Tensor) -> Tensor:
 class Attached:
     """A peer attached to one model: the training step calls `loss_backward` then, after
     `optimizer.step()`, `after_step(loss)`; `close()` detaches. `records` holds what the tool
-    handed back (what a logger would receive), for checks."""
+    handed back (what a logger would receive), for checks.
+
+    >>> attached = Attached(after_step=lambda loss: None, close=lambda: None)
+    >>> loss = attached.loss_backward(model(x), y)        # default: cross-entropy, then backward()
+    """
 
     after_step: Callable[[Tensor], object]
     close: Callable[[], object]
@@ -61,7 +65,11 @@ Attach = Callable[[nn.Module, torch.optim.Optimizer, int, Path], Attached]  # (m
 @dataclass(frozen=True)
 class Peer:
     """A tool to compare: `attach(model, optimizer, cadence, tmp)` -> `Attached`; `tmp` is a fresh
-    directory for whatever it writes. `cadenced` is False for the plain baseline (no cadence)."""
+    directory for whatever it writes. `cadenced` is False for the plain baseline (no cadence).
+
+    >>> Peer("plain", "nothing", attach_plain, cadenced=False).attach(model, optimizer, 1, tmp)
+    Attached(after_step=<function ...>, close=<function ...>, ...)
+    """
 
     name: str
     computes: str
@@ -120,7 +128,10 @@ class Every:
 
 # -- adapters ------------------------------------------------------------------------------------
 def attach_plain(model: nn.Module, optimizer: torch.optim.Optimizer, cadence: int, tmp: Path) -> Attached:
-    """Nothing attached: plain against plain measures the comparison's own noise."""
+    """Nothing attached: plain against plain measures the comparison's own noise.
+
+    >>> attach_plain(model, optimizer, 1, tmp).after_step(loss)       # does nothing
+    """
     return Attached(after_step=lambda loss: None, close=lambda: None)
 
 
@@ -129,7 +140,11 @@ TEMP_DIR = "<fresh temp dir>"  # in gd.watch keyword arguments: stands for the f
 
 def gd_attach(kwargs: dict[str, Any] | None = None) -> Attach:
     """`gd.watch(model, optimizer, **kwargs)` and `run.step(loss=loss)` every step; without `kwargs`,
-    every cadence (`every`, `detail_every`, `update_every`, `activation_every`) is N."""
+    every cadence (`every`, `detail_every`, `update_every`, `activation_every`) is N.
+
+    >>> attached = gd_attach({"log_dir": TEMP_DIR})(model, optimizer, 10, tmp)     # log_dir becomes str(tmp)
+    >>> attached.records[0]                                                          # the gd.watch run
+    """
 
     def attach(model: nn.Module, optimizer: torch.optim.Optimizer, cadence: int, tmp: Path) -> Attached:
         chosen = kwargs if kwargs is not None else {
@@ -142,7 +157,11 @@ def gd_attach(kwargs: dict[str, Any] | None = None) -> Attach:
 
 def attach_wandb(model: nn.Module, optimizer: torch.optim.Optimizer, cadence: int, tmp: Path) -> Attached:
     """`run.watch(model, log="gradients", log_freq=N)` in an offline run; `run.log({"loss": ...})`
-    every step commits the step's row (without a log call wandb keeps the histograms uncommitted)."""
+    every step commits the step's row (without a log call wandb keeps the histograms uncommitted).
+
+    >>> attached = attach_wandb(model, optimizer, 10, tmp)     # PeerUnavailable("not installed", ...) without wandb
+    >>> attached.after_step(loss); attached.close()           # close() unwatches and finishes the run
+    """
     wandb = require("wandb")
     run = wandb.init(mode="offline", dir=str(tmp), project="gd-overhead",
                      settings=wandb.Settings(silent=True, console="off"))
@@ -156,7 +175,11 @@ def attach_wandb(model: nn.Module, optimizer: torch.optim.Optimizer, cadence: in
 
 
 def attach_tensorboard(model: nn.Module, optimizer: torch.optim.Optimizer, cadence: int, tmp: Path) -> Attached:
-    """`SummaryWriter.add_histogram(name, param.grad, step)` for each parameter, every N steps."""
+    """`SummaryWriter.add_histogram(name, param.grad, step)` for each parameter, every N steps.
+
+    >>> attached = attach_tensorboard(model, optimizer, 10, tmp)    # an event file under tmp
+    >>> attached.after_step(loss)                                   # histograms on steps 0, 10, 20, ...
+    """
     writer = require("torch.utils.tensorboard").SummaryWriter(str(tmp))
     due = Every(cadence)
 
@@ -171,7 +194,12 @@ def attach_tensorboard(model: nn.Module, optimizer: torch.optim.Optimizer, caden
 
 def attach_lightning(model: nn.Module, optimizer: torch.optim.Optimizer, cadence: int, tmp: Path) -> Attached:
     """`lightning.pytorch.utilities.grad_norm(model, norm_type=2)` every N steps, each norm turned
-    into a float as Lightning's loggers do with logged tensors (`.item()`); the dict is kept."""
+    into a float as Lightning's loggers do with logged tensors (`.item()`); the dict is kept.
+
+    >>> attached = attach_lightning(model, optimizer, 10, tmp); attached.after_step(loss)
+    >>> attached.records[0]
+    (0, {'grad_2.0_norm/0.weight': 0.41, ..., 'grad_2.0_norm_total': 1.3})
+    """
     grad_norm = require("lightning.pytorch.utilities").grad_norm
     due = Every(cadence)
     attached = Attached(after_step=lambda loss: None, close=lambda: None)
@@ -186,7 +214,11 @@ def attach_lightning(model: nn.Module, optimizer: torch.optim.Optimizer, cadence
 
 def attach_traintools(model: nn.Module, optimizer: torch.optim.Optimizer, cadence: int, tmp: Path) -> Attached:
     """`traintools.gradhealth.GradientHealthMonitor().inspect(model, step=, lr=)` every N steps (its
-    documented call after `backward()`; here after `optimizer.step()`, same work); reports are kept."""
+    documented call after `backward()`; here after `optimizer.step()`, same work); reports are kept.
+
+    >>> attached = attach_traintools(model, optimizer, 10, tmp); attached.after_step(loss)
+    >>> attached.records[0]                                    # a GradientHealthResult, for step 0
+    """
     monitor = require("traintools.gradhealth").GradientHealthMonitor()
     due = Every(cadence)
     attached = Attached(after_step=lambda loss: None, close=lambda: None)
@@ -220,7 +252,11 @@ def backpack_unsupported(model: nn.Module) -> str | None:
 def attach_cockpit(model: nn.Module, optimizer: torch.optim.Optimizer, cadence: int, tmp: Path) -> Attached:
     """Cockpit's "economy" quantities on a `schedules.linear(N)` track schedule, BackPACK-extended
     model and loss, the backward pass inside `cockpit(step, info=...)` as its docs show; a model
-    BackPACK cannot handle (see `backpack_unsupported`) is "unsupported"."""
+    BackPACK cannot handle (see `backpack_unsupported`) is "unsupported".
+
+    >>> attached = attach_cockpit(model, optimizer, 10, tmp)   # extends model with BackPACK
+    >>> loss = attached.loss_backward(model(x), y)              # backward inside cockpit(step, info=...)
+    """
     reason = backpack_unsupported(model)  # first: it holds whether or not cockpit itself imports
     if reason is not None:
         raise PeerUnavailable("unsupported", reason)

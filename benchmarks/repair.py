@@ -189,7 +189,11 @@ def _train(setup: Setup, steps: Iterable[int], optimizer: torch.optim.Optimizer,
 
 
 def plain_arm(setup: Setup, steps: int) -> float:
-    """Train `setup.model` untreated for `steps` steps from torch.manual_seed(0); returns the seconds taken."""
+    """Train `setup.model` untreated for `steps` steps from torch.manual_seed(0); returns the seconds taken.
+
+    >>> plain_arm(SCENARIOS["mlp_sigmoid_deep_vanishing"].make(), 150)      # trains the model in place
+    1.87
+    """
     torch.manual_seed(0)
     return _train(setup, range(steps), setup.optimizer(setup.model.parameters()))
 
@@ -315,7 +319,11 @@ def repair(scenario: Scenario, references: References) -> dict[str, Any]:
 
 
 def chosen(split: str, quick: bool, names: Sequence[str] | None) -> list[Scenario]:
-    """The broken scenarios to run: the named ones, else QUICK, else those of `split` ("test", "dev" or "all")."""
+    """The broken scenarios to run: the named ones, else QUICK, else those of `split` ("test", "dev" or "all").
+
+    >>> chosen("test", quick=True, names=None)[0].name          # named healthy or unknown scenarios: ValueError
+    'mlp_sigmoid_deep_vanishing'
+    """
     if names:
         unknown = [n for n in names if n not in SCENARIOS]
         if unknown:
@@ -335,7 +343,12 @@ def chosen(split: str, quick: bool, names: Sequence[str] | None) -> list[Scenari
 
 def run_all(scenarios: Sequence[Scenario], progress: Callable[[int, str], None] = lambda done, name: None
             ) -> list[dict]:
-    """`repair` of each scenario, single-threaded torch, references shared; `progress(done, name)` before each."""
+    """`repair` of each scenario, single-threaded torch, references shared; `progress(done, name)` before each.
+
+    >>> rows = run_all(chosen("test", True, None), lambda done, name: print(done, name))
+    0 mlp_sigmoid_deep_vanishing
+    ...
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -354,7 +367,12 @@ def _number(value: Any, digits: int = 3) -> str:
 
 
 def to_markdown(meta: dict[str, Any], rows: Sequence[dict[str, Any]], summary: dict[str, Any]) -> str:
-    """The report: how it was run, the per-scenario table, the aggregate, what treat left alone, the errors."""
+    """The report: how it was run, the per-scenario table, the aggregate, what treat left alone, the errors.
+
+    >>> print(to_markdown(meta, rows, aggregate(rows)))
+    # Repair benchmark: quick
+    ...
+    """
     lines = [f"# Repair benchmark: {meta['selection']}", "",
              f"`{meta['command']}` — {meta['date']}, {meta['machine']}, torch {meta['torch']}, "
              f"{meta['threads']} torch thread(s), {meta['seconds']:.1f} s in all.", "",
@@ -404,6 +422,11 @@ def to_markdown(meta: dict[str, Any], rows: Sequence[dict[str, Any]], summary: d
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark as the command line says; print the report, write repair-<selection>.{json,md} to --out.
+
+    >>> main(["--quick", "--out", "/tmp/r"])          # writes /tmp/r/repair-quick.json and .md
+    0
+    """
     parser = argparse.ArgumentParser(prog="python -m benchmarks.repair", description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=("test", "dev", "all"), default="test")
     parser.add_argument("--quick", action="store_true", help=f"only the QUICK subset {QUICK}")
