@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import gradient_doctor as gd
 from gradient_doctor.treat.activations import swap_activation
 from gradient_doctor.treat.errors import NotApplicable
 
@@ -156,3 +157,17 @@ def test_not_applicable_leaves_the_model_identical():
 def test_unknown_target_is_a_value_error():
     with pytest.raises(ValueError, match="to must be one of"):
         swap_activation(Block(), "softmax")
+
+
+def test_swap_redraws_every_layer_feeding_a_new_activation_with_its_init():
+    """Every Linear in front of a new ReLU gets He's std sqrt(2 / fan_in), whichever module ids Python reuses (the
+    old activations are freed during the swap)."""
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = nn.Sequential(*[m for _ in range(20) for m in (nn.Linear(64, 64), nn.Sigmoid())], nn.Linear(64, 10))
+        treated = gd.treat(model, ["swap_activation:relu"], inputs=torch.randn(256, 64), seed=seed).model
+        feeding = [m for m, nxt in zip(treated, list(treated)[1:]) if isinstance(m, nn.Linear)
+                   and isinstance(nxt, nn.ReLU)]
+        assert len(feeding) == 20
+        for linear in feeding:
+            assert float(linear.weight.detach().std()) == pytest.approx((2 / 64) ** 0.5, rel=0.1)

@@ -64,9 +64,12 @@ def _forget_gate_bias(model: nn.Module, ctx: Context) -> nn.Module:
 def _swap_and_reinit(model: nn.Module, target: str) -> nn.Module:
     # Weights drawn for the old activation are wrong for the new one (a sigmoid net's gain-1 init halves a ReLU
     # net's signal every two layers): the layers feeding a new activation are re-drawn with its init.
-    before = {id(m) for m in model.modules()}
+    # the old modules stay referenced until the comparison is done: a freed module's id can be reused by a new one
+    old = list(model.modules())
+    before = {id(m) for m in old}
     model = swap_activation(model, target)
     new = [m for m in model.modules() if id(m) not in before]
+    del old
     if not any(True for _ in model.parameters()):
         return model
     return xavier_init(model, feeding=new) if target == "tanh" else he_init(model, feeding=new)
