@@ -19,13 +19,7 @@ NAMES = list(SCENARIOS)
 BROKEN = [name for name, s in SCENARIOS.items() if s.label != "healthy"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The scenarios are tiny: on a busy 2-core machine intra-op threads only add synchronisation (~10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_zoo_has_at_least_60_scenarios() -> None:

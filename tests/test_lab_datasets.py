@@ -15,13 +15,7 @@ from sklearn.datasets import load_digits
 from gradient_doctor.lab import datasets
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tensors here are small: one thread is fastest and does not fight other processes for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

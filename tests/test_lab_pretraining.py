@@ -16,13 +16,7 @@ from gradient_doctor.lab.experiment import VERDICTS, run_experiment
 from gradient_doctor.lab.experiments.pretraining import QUICK
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small nets: one thread is fastest and does not fight other processes for the two cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

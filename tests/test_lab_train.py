@@ -10,13 +10,10 @@ import torch
 from torch import nn
 
 from gradient_doctor.lab.datasets import Split
-from gradient_doctor.lab.train import accuracy, single_thread, train_classifier
+from gradient_doctor.lab.train import accuracy, train_classifier
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with single_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _split(n: int = 96, seed: int = 0) -> Split:

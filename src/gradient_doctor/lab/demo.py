@@ -94,8 +94,7 @@ def run_demo(steps: int = 1500, out: str | None = None, seed: int = 0, console: 
 
 def _sigmoid_mlp(data: Split) -> nn.Sequential:
     """DEPTH Linear layers with sigmoids between them, PyTorch's default init: the textbook vanishing case."""
-    return nn.Sequential(nn.Linear(data.x_train.shape[1], WIDTH), nn.Sigmoid(),
-                         *plain_mlp(DEPTH - 1, WIDTH, nn.Sigmoid, out=int(data.y_train.max()) + 1))
+    return plain_mlp(DEPTH, WIDTH, nn.Sigmoid, out=int(data.y_train.max()) + 1, inputs=data.x_train.shape[1])
 
 
 def _train(name: str, model: nn.Module, data: Split, steps: int, log_dir: Path, progress: Progress,

@@ -31,13 +31,16 @@ class LastStepRegressor(nn.Module):
 
 
 def plain_mlp(depth: int, width: int, activation: type[nn.Module], gain: float | None = None,
-              out: int = 10) -> nn.Sequential:
-    """`depth` Linear layers (the last to `out`), `activation` between them, no skips or norms; with `gain`,
-    weights N(0, gain²/fan_in) and zero biases instead of PyTorch's default init."""
+              out: int = 10, inputs: int | None = None) -> nn.Sequential:
+    """`depth` Linear layers (the first from `inputs` features, default `width`; the last to `out`), `activation`
+    between them, no skips or norms; with `gain`, weights N(0, gain²/fan_in) and zero biases instead of PyTorch's
+    default init."""
     layers: list[nn.Module] = []
+    fan_in = width if inputs is None else inputs
     for _ in range(depth - 1):
-        layers += [nn.Linear(width, width), activation()]
-    model = nn.Sequential(*layers, nn.Linear(width, out))
+        layers += [nn.Linear(fan_in, width), activation()]
+        fan_in = width
+    model = nn.Sequential(*layers, nn.Linear(fan_in, out))
     if gain is not None:
         with torch.no_grad():
             for m in model:

@@ -53,7 +53,7 @@ def depth_mlp(depth: int, width: int, activation: str, *, init: str = "default",
         if value not in choices:
             raise ValueError(f"{what} must be one of {list(choices)}; got {value!r}")
     act = ACTIVATIONS[activation]
-    model = nn.Sequential(nn.Linear(inputs.shape[1], width), act(), *plain_mlp(depth - 1, width, act, out=n_out))
+    model = plain_mlp(depth, width, act, out=n_out, inputs=inputs.shape[1])
     INITS[init](model, inputs)
     if arch == "batchnorm":
         with warnings.catch_warnings():  # the guard's warning: batch norm without skips explodes (measured here)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -158,19 +157,3 @@ def chunks(total: int, pieces: int) -> Iterator[int]:
     """`total` steps cut into `pieces` near-equal runs: chunks(10, 4) -> 3, 3, 2, 2."""
     for k in range(pieces):
         yield total // pieces + (k < total % pieces)
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one CPU thread inside the block (restored after): small recurrent nets step their time loop
-    faster on one thread, and far faster on a shared machine, where extra threads wait for busy cores.
-
-    >>> with single_thread():
-    ...     fit(model, optimizer, batches, loss_fn, steps=100)
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)

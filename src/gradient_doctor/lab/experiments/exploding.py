@@ -24,10 +24,12 @@ from torch.nn import functional as F
 
 from ... import clip
 from ...watch import watch
+from ..tasks import plain_mlp
 from ..datasets import mnist1d
 from ..experiment import Claim, Context, Result
 from ..tasks import LastStepRegressor
-from ._sequences_training import SequenceTask, evaluate, fit, single_thread
+from ..train import single_thread
+from ._sequences_training import SequenceTask, evaluate, fit
 
 NAME = "exploding"
 SUMMARY = "high-gain init + high learning rate explode the gradients; clipping by norm, value and AGC as the fix"
@@ -88,14 +90,7 @@ def _mlp_case(ctx: Context) -> Case:
         return data.x_train[rows], data.y_train[rows]
 
     def build(gain: float) -> nn.Module:
-        model = nn.Sequential(nn.Linear(40, 64), nn.ReLU(), *[m for _ in range(5) for m in (nn.Linear(64, 64),
-                                                                                        nn.ReLU())], nn.Linear(64, 10))
-        with torch.no_grad():
-            for layer in model:
-                if isinstance(layer, nn.Linear):
-                    layer.weight.normal_(0, gain / math.sqrt(layer.in_features))
-                    layer.bias.zero_()
-        return model
+        return plain_mlp(7, 64, nn.ReLU, gain=gain, out=10, inputs=40)
 
     return Case("mlp", build, 2.0, math.sqrt(2), 0.1, batches, (data.x_test, data.y_test), F.cross_entropy, lr=0.1,
                 steps=300 if ctx.quick else 1500, baseline=math.log(10))

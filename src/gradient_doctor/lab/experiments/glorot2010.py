@@ -67,7 +67,7 @@ def build(activation: str, init: str, inputs: int, budget: Budget, seed: int) ->
         raise ValueError(f"init must be one of {INITS}; got {init!r}")
     module = ACTIVATIONS[activation][0]
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(inputs, budget.width), module(), *plain_mlp(budget.hidden, budget.width, module))
+    model = plain_mlp(budget.hidden + 1, budget.width, module, inputs=inputs)
     if init == "normalised":
         return gd.remedies.xavier_init(model)  # U(±sqrt(6 / (fan_in + fan_out))), zero biases
     with torch.no_grad():

@@ -60,7 +60,7 @@ def build(depth: int, init: str, inputs: int, width: int, seed: int) -> nn.Seque
     if init not in INITS:
         raise ValueError(f"init must be one of {list(INITS)}; got {init!r}")
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(inputs, width), nn.ReLU(), *plain_mlp(depth - 1, width, nn.ReLU))
+    model = plain_mlp(depth, width, nn.ReLU, inputs=inputs)
     return INITS[init](model)
 
 

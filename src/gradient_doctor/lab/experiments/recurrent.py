@@ -20,7 +20,8 @@ import torch
 
 from ...diagnosis import checkup
 from ..experiment import Claim, Context, Result
-from ._sequences_training import SequenceTask, chunks, evaluate, fit, sequence_model, single_thread
+from ..train import single_thread
+from ._sequences_training import SequenceTask, chunks, evaluate, fit, sequence_model
 
 NAME = "recurrent"
 SUMMARY = "tanh RNN vs LSTM (forget-gate bias) vs GRU vs IRNN on the adding and copy tasks across T"
