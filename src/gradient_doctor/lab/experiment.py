@@ -38,13 +38,21 @@ class Context:
     progress: Progress
     console: Console
 
-    def plot_path(self, name: str) -> Path | None:
-        """Where to save a PNG named `name`, or None when matplotlib is not installed (plots are optional)."""
+    def pyplot(self, name: str) -> tuple[Any, Path] | None:
+        """(matplotlib.pyplot on the Agg backend, where to save the PNG `name`), or None when matplotlib is not
+        installed (plots are optional).
+
+        >>> plotting = ctx.pyplot("he2015")
+        >>> if plotting is not None: plt, path = plotting
+        """
         try:
-            import matplotlib  # noqa: F401
+            import matplotlib
         except ImportError:
             return None
-        return self.out / f"{name}.png"
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        return plt, self.out / f"{name}.png"
 
 
 @dataclass

@@ -172,12 +172,10 @@ def _heatmaps(ctx: Context, rows: list[dict[str, Any]], grid: dict[str, Any]) ->
     for key, label, name, limits in (("log10_ratio", "log10 end-to-end gradient ratio at init", "ratio", (-6, 6)),
                                      ("test_accuracy", f"test accuracy after {grid['steps']} steps", "accuracy",
                                       (0, 1))):
-        path = ctx.plot_path(f"{NAME}-{name}")
-        if path is None:
+        plotting = ctx.pyplot(f"{NAME}-{name}")
+        if plotting is None:
             return
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt, path = plotting
 
         columns = [(i, d) for i in grid["inits"] for d in grid["depths"]]
         at = {(r["activation"], r["init"], r["depth"], r["arch"]): r[key] for r in rows}

@@ -247,13 +247,10 @@ def _notes(budget: Budget) -> list[str]:
 
 
 def _plot(ctx: Context, traces: dict, budget: Budget) -> None:
-    path = ctx.plot_path("glorot2010")
-    if path is None:
+    plotting = ctx.pyplot("glorot2010")
+    if plotting is None:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt, path = plotting
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     trace = traces["sigmoid", "standard"]

@@ -161,13 +161,10 @@ def _notes(budget: Budget) -> list[str]:
 
 
 def _plot(ctx: Context, curves: dict, budget: Budget) -> None:
-    path = ctx.plot_path("he2015")
-    if path is None:
+    plotting = ctx.pyplot("he2015")
+    if plotting is None:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt, path = plotting
 
     fig, axes = plt.subplots(1, len(budget.depths), figsize=(6 * len(budget.depths), 4), sharey=True)
     for ax, depth in zip(axes, budget.depths):

@@ -197,13 +197,10 @@ def _notes(budget: Budget) -> list[str]:
 
 
 def _plot(rows: list[dict], ctx: Context) -> None:
-    path = ctx.plot_path(NAME)
-    if path is None:
+    plotting = ctx.pyplot(NAME)
+    if plotting is None:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt, path = plotting
 
     tasks = sorted({row["task"] for row in rows})
     fig, axes = plt.subplots(2, len(tasks), figsize=(5.5 * len(tasks), 8), squeeze=False)
