@@ -4,9 +4,13 @@
 
 Prints each timing and the findings; the figures are recorded in docs/checkup.md ("Cost").
 """
-import time, torch
+import time
+
+import torch
 from torch import nn
-from gradient_doctor.diagnosis import checkup
+
+from gradient_doctor.diagnose import checkup
+
 
 def timed(model, x, repeats):
     times = []

@@ -454,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     markdown = to_markdown(meta, rows, summary)
     print(markdown)
     args.out.mkdir(parents=True, exist_ok=True)
-    from gradient_doctor.diagnosis.finding import json_safe
+    from gradient_doctor.diagnose.finding import json_safe
 
     (args.out / f"repair-{selection}.json").write_text(json.dumps(json_safe({**meta, "aggregate": summary,
                                                                               "rows": rows}), indent=1))

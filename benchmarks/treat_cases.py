@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 import gradient_doctor as gd
-from gradient_doctor.lab.tasks import LastStepRegressor, adding_problem, plain_mlp as mlp
+from gradient_doctor.lab.tasks import LastStepRegressor, adding_problem
+from gradient_doctor.lab.tasks import plain_mlp as mlp
 from gradient_doctor.treat.health import Health
 
 OUT = Path(__file__).parent / "results"

@@ -10,14 +10,23 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_checkup_models import (
+    LastStep,
+    PreNormTransformer,
+    chain_reference,
+    cnn,
+    kaiming,
+    mlp,
+    normal_std,
+    readout,
+    time_reference,
+    xavier,
+)
 from torch import nn
 
-from gradient_doctor.diagnosis import checkup
-from gradient_doctor.diagnosis.remedies import CATALOG
-from gradient_doctor.diagnosis.rules.exploding import compounding
-from test_checkup_models import (
-    LastStep, PreNormTransformer, chain_reference, cnn, kaiming, mlp, normal_std, readout, time_reference, xavier,
-)
+from gradient_doctor.diagnose import checkup
+from gradient_doctor.diagnose.checkup.exploding import compounding
+from gradient_doctor.diagnose.ranking import CATALOG
 
 RTOL = 1e-5
 

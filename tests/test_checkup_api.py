@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import pytest
 import torch
 from rich.console import Console
+from test_checkup_models import LastStep, mlp, readout
 from torch import nn
 
 from gradient_doctor.cli import main
-from gradient_doctor.diagnosis import CheckupError, checkup
-from gradient_doctor.errors import GradientDoctorError
-from test_checkup_models import LastStep, mlp, readout
+from gradient_doctor.diagnose import checkup
+from gradient_doctor.errors import CheckupError, GradientDoctorError
 
 
 @pytest.fixture(autouse=True)
@@ -211,8 +211,9 @@ def test_cli_checkup_token_inputs_and_errors(tmp_path, capsys):
 
 
 def test_findings_and_remedies_accept_only_the_documented_names():
-    from gradient_doctor.diagnosis import Finding
-    from gradient_doctor.diagnosis.remedies import CATALOG, ranked
+    from gradient_doctor.catalog import CATALOG
+    from gradient_doctor.diagnose import Finding
+    from gradient_doctor.diagnose.ranking import ranked
 
     with pytest.raises(ValueError, match="kind must be one of"):
         Finding("slow_gradient", "warning", "depth", [], {})

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 import gradient_doctor as gd
-from gradient_doctor.diagnosis.history import History
-from gradient_doctor.diagnosis.run_rules.oscillation import loss_oscillation
+from gradient_doctor.diagnose.run.oscillation import loss_oscillation
 from gradient_doctor.probe.metrics import LAYER_METRICS
+from gradient_doctor.record.history import History
 from tests.test_diagnose_run import IN, batches, data, finding, kinds, mlp
 
 

@@ -8,13 +8,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gradient_doctor.diagnosis.history import History
-from gradient_doctor.diagnosis.run_rules.divergence import loss_divergence
-from gradient_doctor.diagnosis.run_rules.exploding import exploding_gradient
-from gradient_doctor.diagnosis.run_rules.non_finite import non_finite
-from gradient_doctor.diagnosis.run_rules.plateau import loss_plateau
-from gradient_doctor.diagnosis.run_rules.vanishing import vanishing_gradient
+from gradient_doctor.diagnose.run.divergence import loss_divergence
+from gradient_doctor.diagnose.run.exploding import exploding_gradient
+from gradient_doctor.diagnose.run.non_finite import non_finite
+from gradient_doctor.diagnose.run.plateau import loss_plateau
+from gradient_doctor.diagnose.run.vanishing import vanishing_gradient
 from gradient_doctor.probe.metrics import LAYER_METRICS
+from gradient_doctor.record.history import History
 
 LAYERS, NUMEL = ["0", "1", "2", "3"], np.array([100, 0, 100, 0])
 
@@ -140,7 +140,7 @@ def test_vanishing_needs_both_the_gradient_and_the_update_gap():
 
 @pytest.mark.parametrize("level, severity", [(0.5, None), (1e-2, None), (1e-4, "warning"), (1e-9, "critical")])
 def test_time_ratio_thresholds(level, severity):
-    from gradient_doctor.diagnosis.run_rules.time import through_time
+    from gradient_doctor.diagnose.run.time import through_time
 
     ratio = np.full((40, len(LAYERS)), np.nan)
     ratio[::10, 0] = level * np.array([0.5, 1.0, 2.0, 1.0])  # recorded every 10th step; median = level
@@ -154,7 +154,7 @@ def test_time_ratio_thresholds(level, severity):
 
 @pytest.mark.parametrize("skipped_total, severity", [(3, None), (40, "warning"), (120, "critical")])
 def test_persistent_skips(skipped_total, severity):
-    from gradient_doctor.diagnosis.run_rules.skipped import persistent_skips
+    from gradient_doctor.diagnose.run.skipped import persistent_skips
 
     skipped = np.zeros(100)
     skipped[10 : 10 + skipped_total // 2] = 1.0  # iterations skipped just before these steps
@@ -192,7 +192,7 @@ def test_a_plateau_needs_thirty_losses():
 
 
 def test_units_that_die_mid_run_are_dead():
-    from gradient_doctor.diagnosis.run_rules.dead_units import dead_units
+    from gradient_doctor.diagnose.run.dead_units import dead_units
     dead = np.full((100, len(LAYERS)), np.nan)
     dead[::10, 1] = np.r_[np.zeros(3), np.ones(7)]  # recorded every 10 steps: alive, then dead from step 30
     (f,) = dead_units(history(100, dead_frac=dead))

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_watch_numbers import MLP_LAYERS, Reference, check_run, make_mlp, mlp_batch
 from torch import nn
 
 import gradient_doctor as gd
-from test_watch_numbers import MLP_LAYERS, Reference, check_run, make_mlp, mlp_batch
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

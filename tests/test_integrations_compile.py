@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 import torch._dynamo
+from test_watch_numbers import Reference, check_run
 from torch import nn
 from torch._dynamo.utils import counters
 
 import gradient_doctor as gd
-from test_watch_numbers import Reference, check_run
 
 LAYERS = ["0", "1", "2", "3", "4"]
 

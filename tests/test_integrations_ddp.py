@@ -16,10 +16,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_watch_numbers import MLP_LAYERS, Reference, check_run, make_mlp, mlp_batch
 from torch import nn
 
 import gradient_doctor as gd
-from test_watch_numbers import MLP_LAYERS, Reference, check_run, make_mlp, mlp_batch
 
 STEPS = 3
 WORLD = 2

@@ -13,11 +13,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_integrations_ddp import WORLD, _free_port
+from test_watch_numbers import make_mlp, mlp_batch
 from torch import nn
 
 import gradient_doctor as gd
-from test_integrations_ddp import WORLD, _free_port
-from test_watch_numbers import make_mlp, mlp_batch
 
 DEADLINE_S = 60
 INF_AT = 2  # rank 0 records an infinite loss at this iteration; rank 1's losses stay finite

@@ -9,14 +9,15 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from test_watch_numbers import make_mlp, mlp_batch
 from torch import nn
 
 from gradient_doctor.integrations._session import Session
-from test_watch_numbers import make_mlp, mlp_batch
 
 L = pytest.importorskip("lightning.pytorch", reason="needs Lightning: pip install 'gradient-doctor[lightning]'")
-from gradient_doctor.integrations.lightning import GradientDoctorCallback  # noqa: E402
 from test_integrations_lightning import Tiny, _loader, _trainer  # noqa: E402
+
+from gradient_doctor.integrations.lightning import GradientDoctorCallback  # noqa: E402
 
 
 class Logged(Tiny):

@@ -14,7 +14,6 @@ from sklearn.datasets import load_digits
 
 from gradient_doctor.lab import datasets
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -13,7 +13,6 @@ from gradient_doctor.lab.datasets import mnist1d
 from gradient_doctor.lab.experiment import VERDICTS, run_experiment
 from gradient_doctor.lab.experiments.glorot2010 import QUICK
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

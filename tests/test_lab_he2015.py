@@ -13,7 +13,6 @@ from gradient_doctor.lab.datasets import mnist1d
 from gradient_doctor.lab.experiment import run_experiment
 from gradient_doctor.lab.experiments.he2015 import QUICK
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -15,7 +15,6 @@ from gradient_doctor.lab.datasets import mnist1d
 from gradient_doctor.lab.experiment import VERDICTS, run_experiment
 from gradient_doctor.lab.experiments.pretraining import QUICK
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -12,7 +12,6 @@ from torch import nn
 from gradient_doctor.lab.datasets import Split
 from gradient_doctor.lab.train import accuracy, train_classifier
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

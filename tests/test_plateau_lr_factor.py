@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import gradient_doctor as gd
-from gradient_doctor.diagnosis.run_rules.plateau import TYPICAL_STEP, lr_factor
+from gradient_doctor.diagnose.run.plateau import TYPICAL_STEP, lr_factor
 
 
 def test_lr_factor_is_the_smallest_power_of_ten_up_to_the_typical_step():

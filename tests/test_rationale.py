@@ -12,7 +12,7 @@ from rich.console import Console
 from torch import nn
 
 import gradient_doctor as gd
-from gradient_doctor.diagnosis.rationale import rationale
+from gradient_doctor.diagnose.rationale import rationale
 from tests.test_diagnose_run import data, finding, mlp, replay, train
 from tests.test_diagnose_run_rules import theil_sen
 

@@ -8,10 +8,9 @@ import sys
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-import gradient_doctor as gd
 from torch import nn
 
+import gradient_doctor as gd
 from tests.test_report import DETAIL, STEPS, train
 
 

@@ -11,7 +11,8 @@ from torch import nn
 
 import gradient_doctor as gd
 from gradient_doctor.cli import main as cli_main
-from gradient_doctor.lab.tasks import LastStepRegressor, adding_problem, plain_mlp as mlp
+from gradient_doctor.lab.tasks import LastStepRegressor, adding_problem
+from gradient_doctor.lab.tasks import plain_mlp as mlp
 from gradient_doctor.treat.render import compact_diff, to_text
 
 

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import gradient_doctor as gd
-from gradient_doctor.treat.activations import swap_activation
-from gradient_doctor.treat.errors import NotApplicable
+from gradient_doctor.errors import NotApplicable
+from gradient_doctor.treat.remedies.activations import swap_activation
 
 
 class Block(nn.Module):

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradient_doctor.treat.errors import NotApplicable
-from gradient_doctor.treat.following import following_activations
-from gradient_doctor.treat.init import critical_init, he_init, orthogonal_init, xavier_init
-from gradient_doctor.treat.lsuv import lsuv_init
-from gradient_doctor.treat.recurrent_init import forget_gate_bias, identity_recurrent_init
+from gradient_doctor.errors import NotApplicable
+from gradient_doctor.treat.remedies.init import critical_init, he_init, orthogonal_init, xavier_init
+from gradient_doctor.treat.remedies.lsuv import lsuv_init
+from gradient_doctor.treat.remedies.recurrent_init import forget_gate_bias, identity_recurrent_init
+from gradient_doctor.treat.surgery.following import following_activations
 
 INITS = [he_init, xavier_init, orthogonal_init, critical_init]
 

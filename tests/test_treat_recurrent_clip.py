@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 import gradient_doctor as gd
-from gradient_doctor.treat.clipping import adaptive_clip, clip, clip_grad_norm, clip_grad_value
-from gradient_doctor.treat.errors import NotApplicable
-from gradient_doctor.treat.pretrain import greedy_pretrain
-from gradient_doctor.treat.recurrent import LSTMAsRNN, to_gru, to_lstm
+from gradient_doctor.errors import NotApplicable
+from gradient_doctor.treat.remedies.clipping import adaptive_clip, clip, clip_grad_norm, clip_grad_value
+from gradient_doctor.treat.remedies.pretrain import greedy_pretrain
+from gradient_doctor.treat.remedies.recurrent import LSTMAsRNN, to_gru, to_lstm
 
 SWAPS = [(to_lstm, nn.LSTM), (to_gru, nn.GRU)]
 RNN_OPTIONS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional")

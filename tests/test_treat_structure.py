@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from gradient_doctor.treat.depth import reduce_depth
-from gradient_doctor.treat.errors import NotApplicable, UnsafeRemedy
-from gradient_doctor.treat.inputs import normalize_inputs
-from gradient_doctor.treat.inserted import FeatureBatchNorm, Highway, Residual, Standardize
-from gradient_doctor.treat.norm import insert_norm
-from gradient_doctor.treat.residual import add_residual, fixup, rezero
-from gradient_doctor.treat.skips import has_skip_connection
+from gradient_doctor.errors import NotApplicable, UnsafeRemedy
+from gradient_doctor.treat.remedies.depth import reduce_depth
+from gradient_doctor.treat.remedies.inputs import normalize_inputs
+from gradient_doctor.treat.remedies.norm import insert_norm
+from gradient_doctor.treat.remedies.residual import add_residual, fixup, rezero
+from gradient_doctor.treat.surgery.inserted import FeatureBatchNorm, Highway, Residual, Standardize
+from gradient_doctor.treat.surgery.skips import has_skip_connection
 
 
 def mlp(depth: int, width: int = 8, n_in: int = 3, n_out: int = 2, act=nn.ReLU) -> nn.Sequential:

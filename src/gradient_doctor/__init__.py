@@ -10,17 +10,32 @@
 """
 
 from ._version import __version__
-from .diagnosis import CheckupError, Diagnosis, Finding, TrainingStopped, checkup, diagnose
-from .errors import GradientDoctorError, RecordError, RunClosedError
-from .record import Run, load
-from . import lab, remedies
+from .diagnose import Diagnosis, Finding, checkup, diagnose
+from .errors import (
+    CheckupError, DistributedProbeError, GradientDoctorError, InvalidType, InvalidValue, NotApplicable, RecordError,
+    RunClosedError, TrainingStopped, UnknownName, UnsafeRemedy,
+)
 from .report import report, to_tensorboard
-from .treat import NotApplicable, Treatment, UnsafeRemedy, clip, treat
-from .watch import watch
+from .treat import Treatment, clip, remedies, treat
+from .watch import Run, load, watch
+
+
+def __getattr__(name: str):
+    """`gd.lab` is imported on first use: the lab (datasets, experiments) is not part of the library's import."""
+    if name == "lab":
+        import importlib
+
+        return importlib.import_module(".lab", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",
     "GradientDoctorError",
+    "InvalidValue",
+    "InvalidType",
+    "UnknownName",
+    "DistributedProbeError",
     "RecordError",
     "RunClosedError",
     "CheckupError",
@@ -37,7 +52,6 @@ __all__ = [
     "treat",
     "Treatment",
     "remedies",
-    "lab",
     "clip",
     "NotApplicable",
     "UnsafeRemedy",

@@ -14,16 +14,61 @@ import os
 import platform
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+    import matplotlib.figure
+    import rich.table
+
 from ._version import __version__
-from .diagnosis.finding import Finding
-from .diagnosis.live import LiveMonitor
+from .diagnose import Diagnosis
+from .diagnose.finding import Finding
+from .diagnose.live import LiveMonitor
+from .diagnose.run.window import diagnose
+from .errors import InvalidType, InvalidValue
 from .probe import SATURATION_EPS, Cadence, Probe
 from .probe.distributed import from_writer, is_writer
-from .record import LayerInfo, ParamInfo, Run, RunStore
+from .record import LayerInfo, ParamInfo, RunRecord, RunStore
+from .report.plots import plot
+from .report.terminal import summary_table
+
+
+class Run(RunRecord):
+    """One training run: its record (`RunRecord`: steps, layers, `history`, `to_pandas`) with the views users read
+    it through. Live from `gd.watch`, read-only from `gd.load`.
+
+    >>> run = gd.load("runs/a")
+    >>> run.diagnose().findings, run.plot("grad_flow", "flow.png")
+    """
+
+    def summary(self) -> "rich.table.Table":
+        """A rich table of the latest recorded values per layer (print it, or `rich.print` it)."""
+        return summary_table(self)
+
+    def plot(self, kind: str, path: str | Path | None = None) -> "matplotlib.figure.Figure":
+        """A matplotlib Figure of `kind` ("grad_flow", "heatmap", "update_ratio", "saturation", "dead", "loss",
+        "ridge"), also written as PNG to `path` when given: `run.plot("grad_flow", "flow.png")`. Needs
+        `pip install 'gradient-doctor[plots]'`."""
+        return plot(self, kind, path)
+
+    def diagnose(self, window: int | None = None) -> Diagnosis:
+        """Findings over the last `window` steps (all when None), from the record alone: `run.diagnose().findings`.
+
+        Equal to `gd.diagnose(gd.load(log_dir))` of the same record. Rules and thresholds: docs/diagnose.md.
+        """
+        return diagnose(self, window)
+
+
+def load(log_dir: str | Path) -> Run:
+    """Reopen a recorded run read-only (safe in another process, even while it trains).
+
+    >>> run = gd.load("runs/a")
+    >>> run.history("grad_norm", layer="0")
+    """
+    return Run(RunStore.open_readonly(log_dir))
 
 
 def watch(
@@ -60,7 +105,7 @@ def watch(
     Live checks: with `on_finding` and/or `stop_on` (finding kinds, e.g. {"non_finite"}), the run is
     diagnosed every `check_every` steps (default `flush_every`; each check is a flush); each new
     warning/critical finding warns once and is passed to `on_finding`; a kind in `stop_on` raises
-    `gd.TrainingStopped` out of the next `optimizer.step()`. See `diagnosis/live.py`.
+    `gd.TrainingStopped` out of the next `optimizer.step()`. See `diagnose/live.py`.
 
     Live views (on the writing rank only): `tensorboard=logdir` writes each flush's new steps as TensorBoard
     events (the `[tensorboard]` extra; per-layer scalars at the detail cadence, loss every step; on resume from
@@ -68,13 +113,13 @@ def watch(
     layers' gradient bars and recent findings, redrawn at most twice a second from the record (`report/live.py`).
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"gd.watch expects a torch.nn.Module as `model`, got {type(model).__name__}: {model!r:.80}")
+        raise InvalidType(f"gd.watch expects a torch.nn.Module as `model`, got {type(model).__name__}: {model!r:.80}")
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
+        raise InvalidType(
             f"gd.watch expects a torch.optim.Optimizer (or None) as `optimizer`, got {type(optimizer).__name__}"
         )
     if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError(
+        raise InvalidValue(
             f"gd.watch: {type(model).__name__} has no trainable parameters (none with requires_grad=True); "
             "there is no gradient to watch."
         )
@@ -121,10 +166,10 @@ def watch(
 def _check_views(tensorboard: str | Path | None, live: bool) -> None:
     """The live-view arguments are valid, and the `[tensorboard]` extra is there when asked for."""
     if not isinstance(live, bool):
-        raise TypeError(f"gd.watch: live must be True or False, got {type(live).__name__}")
+        raise InvalidType(f"gd.watch: live must be True or False, got {type(live).__name__}")
     if tensorboard is not None:
         if not isinstance(tensorboard, (str, os.PathLike)):
-            raise TypeError(f"gd.watch: tensorboard must be a directory (str or Path) or None, "
+            raise InvalidType(f"gd.watch: tensorboard must be a directory (str or Path) or None, "
                             f"got {type(tensorboard).__name__}")
         from .report.tensorboard import require_tensorboard
 
@@ -149,7 +194,7 @@ def _live_views(tensorboard: str | Path | None, live: bool, first_step: int, lay
 def _check_period(name: str, value: int, *, allow_zero: bool = True) -> None:
     low = 0 if allow_zero else 1
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"gd.watch: {name} must be an integer ≥ {low}, got {value!r}")
+        raise InvalidValue(f"gd.watch: {name} must be an integer ≥ {low}, got {value!r}")
 
 
 def _describe(probe: Probe) -> tuple[list[LayerInfo], list[ParamInfo]]:

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..diagnosis.finding import KINDS, Finding
-from ..diagnosis.live import LiveMonitor
-from ..record import Run
+from ..diagnose.finding import KINDS, Finding
+from ..diagnose.live import LiveMonitor
+from ..errors import InvalidValue
+from ..record import RunRecord
 from ..watch import watch
 
 WHEN = ("epoch_end", "fit_end")
@@ -35,17 +36,17 @@ class Session:
         self.diagnose_on = frozenset((diagnose_on,) if isinstance(diagnose_on, str) else diagnose_on)
         unknown = sorted(self.diagnose_on - set(WHEN))
         if unknown:
-            raise ValueError(f"diagnose_on takes {list(WHEN)}; got {unknown}")
+            raise InvalidValue(f"diagnose_on takes {list(WHEN)}; got {unknown}")
         self.monitor = _monitor(on_finding)
         self.log_dir = log_dir
         self.options = options
-        self.run: Run | None = None
+        self.run: RunRecord | None = None
         self._stepped = False
         self._due = False
         self._loss: torch.Tensor | None = None  # on device: the losses of the batches since the last step
         self._handle = None
 
-    def start(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> Run:
+    def start(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> RunRecord:
         self.close()
         self._stepped, self._due, self._loss = False, False, None
         self.run = watch(model, optimizer, log_dir=self.log_dir, **self.options)
@@ -107,6 +108,6 @@ def _monitor(on_finding: OnFinding) -> LiveMonitor:
     elif callable(on_finding):
         monitor = LiveMonitor(on_finding, (), 1)
     else:
-        raise ValueError(f'on_finding must be "warn", "raise" or a callable (finding) -> None; got {on_finding!r}')
+        raise InvalidValue(f'on_finding must be "warn", "raise" or a callable (finding) -> None; got {on_finding!r}')
     monitor.window = None  # at epoch and fit end: the whole record
     return monitor

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InvalidValue
 from ._session import OnFinding, Session
 
 try:
@@ -69,7 +70,7 @@ class GradientDoctorCallback(Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         if len(trainer.optimizers) != 1:
-            raise ValueError(
+            raise InvalidValue(
                 f"GradientDoctorCallback watches a module trained by one optimizer; this fit has "
                 f"{len(trainer.optimizers)}. Use gd.watch(module, optimizer) on each part instead."
             )

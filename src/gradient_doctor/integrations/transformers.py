@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InvalidType, InvalidValue
 from ._session import OnFinding, Session
 
 try:
@@ -59,7 +60,7 @@ class GradientDoctorCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if model is None or optimizer is None:
-            raise ValueError(
+            raise InvalidValue(
                 f"GradientDoctorCallback needs the Trainer's model and optimizer at on_train_begin; got "
                 f"model={type(model).__name__}, optimizer={type(optimizer).__name__}"
             )
@@ -84,5 +85,5 @@ def _torch_optimizer(optimizer: Any) -> torch.optim.Optimizer:
     while isinstance(getattr(optimizer, "optimizer", None), torch.optim.Optimizer):
         optimizer = optimizer.optimizer
     if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"GradientDoctorCallback: expected a torch optimizer from the Trainer, got {type(optimizer).__name__}")
+        raise InvalidType(f"GradientDoctorCallback: expected a torch optimizer from the Trainer, got {type(optimizer).__name__}")
     return optimizer

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from ..errors import InvalidValue
 from .mnist1d_generator import generate
 from .sequences import adding, baseline, copy_task
 
@@ -43,7 +44,7 @@ def mnist1d(seed: int = 42, num_samples: int = 5000) -> Split:
     (`num_samples // 10` per class, shuffled, the first 80 % for training).
     """
     if num_samples < 10:
-        raise ValueError(f"mnist1d needs num_samples >= 10 (one per class); got {num_samples}")
+        raise InvalidValue(f"mnist1d needs num_samples >= 10 (one per class); got {num_samples}")
     x, y = generate(num_samples, seed)
     return _split(x, y, int(len(y) * 0.8))
 
@@ -57,7 +58,7 @@ def digits(seed: int = 0, test_fraction: float = 0.2) -> Split:
     Needs scikit-learn: `pip install 'gradient-doctor[lab]'`.
     """
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be strictly between 0 and 1; got {test_fraction}")
+        raise InvalidValue(f"test_fraction must be strictly between 0 and 1; got {test_fraction}")
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:

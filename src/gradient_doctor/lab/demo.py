@@ -27,11 +27,10 @@ from rich.progress import Progress
 from rich.table import Table
 from torch import nn
 
-from ..diagnosis import Diagnosis, checkup
-from ..record import load
+from ..diagnose import Diagnosis, checkup
 from ..report import report
 from ..treat import Treatment, treat
-from ..watch import watch
+from ..watch import load, watch
 from .datasets import Split, mnist1d
 from .tasks import plain_mlp
 

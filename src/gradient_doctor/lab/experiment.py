@@ -24,7 +24,8 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
-from ..diagnosis.finding import json_safe
+from .._json import json_safe
+from ..errors import InvalidValue
 
 EXPERIMENTS = ("depth-sweep", "glorot2010", "he2015", "recurrent", "exploding", "pretraining", "depth-limit")
 VERDICTS = ("holds", "holds with conditions", "does not hold")
@@ -63,7 +64,7 @@ class Claim:
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}; got {self.verdict!r}")
+            raise InvalidValue(f"verdict must be one of {VERDICTS}; got {self.verdict!r}")
 
 
 @dataclass
@@ -78,7 +79,7 @@ def run_experiment(name: str, *, quick: bool = False, out: Path | str = "lab-res
                    console: Console | None = None) -> Result:
     """Run the experiment `name` (one of EXPERIMENTS), save `<out>/<name>.json` and `.md`, return its Result."""
     if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; expected one of {list(EXPERIMENTS)}")
+        raise InvalidValue(f"unknown experiment {name!r}; expected one of {list(EXPERIMENTS)}")
     module = importlib.import_module(f".experiments.{name.replace('-', '_')}", __package__)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..errors import InvalidValue
+
 COPY_LENGTH, COPY_SYMBOLS, BLANK, DELIMITER = 10, 8, 8, 9  # categories a_0–a_7 are data, a_8 blank, a_9 delimiter
 FIRST_MARK_WINDOW = 10  # 1997 adding problem: X1 is one of the first 10 pairs
 
@@ -56,7 +58,7 @@ def adding(n: int, steps: int, seed: int,
         marks[rows, second] = 1
         values[:, 0] = torch.where(marks[:, 0] == 1, 0.0, values[:, 0])
         return torch.stack([values, marks], -1), 0.5 + (values * (marks == 1)).sum(1) / 4
-    raise ValueError(f"version must be 'two_channel' or '1997'; got {version!r}")
+    raise InvalidValue(f"version must be 'two_channel' or '1997'; got {version!r}")
 
 
 def copy_task(n: int, steps: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -69,7 +71,7 @@ def copy_task(n: int, steps: int, seed: int) -> tuple[Tensor, Tensor]:
     Target: `steps` + 10 blanks, then the 10 symbols in order. Length `steps` + 20.
     """
     if steps < 1:
-        raise ValueError(f"copy_task needs steps >= 1 (the delay T); got {steps}")
+        raise InvalidValue(f"copy_task needs steps >= 1 (the delay T); got {steps}")
     g = torch.Generator().manual_seed(seed)
     symbols = torch.randint(0, COPY_SYMBOLS, (n, COPY_LENGTH), generator=g)
     x = torch.full((n, steps + 2 * COPY_LENGTH), BLANK, dtype=torch.long)
@@ -98,10 +100,10 @@ def baseline(task: Literal["adding", "adding_1997", "copy"], steps: int) -> floa
         return (2 - first_marked) / 48
     if task == "copy":
         return COPY_LENGTH * math.log(COPY_SYMBOLS) / (steps + 2 * COPY_LENGTH)
-    raise ValueError(f"task must be 'adding', 'adding_1997' or 'copy'; got {task!r}")
+    raise InvalidValue(f"task must be 'adding', 'adding_1997' or 'copy'; got {task!r}")
 
 
 def _check_1997_steps(steps: int) -> None:
     if steps <= FIRST_MARK_WINDOW:
-        raise ValueError(f"the 1997 adding problem needs steps >= {FIRST_MARK_WINDOW + 1} (X1 is one of the "
+        raise InvalidValue(f"the 1997 adding problem needs steps >= {FIRST_MARK_WINDOW + 1} (X1 is one of the "
                          f"first {FIRST_MARK_WINDOW} pairs, the last pair is never marked); got {steps}")

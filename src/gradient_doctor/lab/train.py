@@ -26,6 +26,7 @@ import torch
 from rich.progress import Progress, TaskID
 from torch import Tensor, nn
 
+from ..errors import InvalidValue
 from .datasets import Split
 
 OPTIMIZERS = ("sgd", "adam")
@@ -49,13 +50,13 @@ def train_classifier(model: nn.Module, split: Split, steps: int, lr: float, batc
     `progress_task` (a rich Progress and one of its tasks) is advanced by one per step.
     """
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}; got {optimizer!r}")
+        raise InvalidValue(f"optimizer must be one of {list(OPTIMIZERS)}; got {optimizer!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0; got {steps!r}")
+        raise InvalidValue(f"steps must be an int >= 0; got {steps!r}")
     if not lr > 0:
-        raise ValueError(f"lr must be > 0; got {lr!r}")
+        raise InvalidValue(f"lr must be > 0; got {lr!r}")
     if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1 or None (full batch); got {batch_size!r}")
+        raise InvalidValue(f"batch_size must be >= 1 or None (full batch); got {batch_size!r}")
     torch.manual_seed(seed)  # dropout masks and anything else the model draws while training
     params = [p for p in model.parameters() if p.requires_grad]
     opt = (torch.optim.SGD(params, lr=lr, momentum=SGD_MOMENTUM) if optimizer == "sgd"

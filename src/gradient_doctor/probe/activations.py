@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .armed import ArmedHooks
+from .hooks import Hooks
 from .indices import on_device
 from .layers import SATURATION_EPS, ActivationSpec, Layer, saturated_count, unit_maxima
 from .moments import pool
@@ -45,7 +45,7 @@ class _Call:
     unit_max: Tensor | None  # per-unit max |y| over everything but the unit axis
 
 
-class ActivationProbe(ArmedHooks):
+class ActivationProbe(Hooks):
     """Forward hooks on activation layers that accumulate statistics while armed."""
 
     def __init__(self, layers: list[Layer], saturation_eps: float = SATURATION_EPS):
@@ -56,12 +56,10 @@ class ActivationProbe(ArmedHooks):
         #: in a distributed run: pools this process's (totals, unit maxima) with the other processes'
         self.across_ranks = None
 
-    def _register(self) -> list:
-        return [
-            layer.module.register_forward_hook(self._hook_for(i))
-            for i, layer in enumerate(self.layers)
-            if layer.activation is not None
-        ]
+    def _register(self, handles: list) -> None:
+        for i, layer in enumerate(self.layers):
+            if layer.activation is not None:
+                handles.append(layer.module.register_forward_hook(self._hook_for(i)))
 
     def _forget(self) -> None:
         self._calls = []

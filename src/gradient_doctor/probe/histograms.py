@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .rollup import Rollup
 from .indices import on_device
+from .rollup import Rollup
 from .tensor_stats import flat_view
 
 LOW, HIGH, BINS = -40.0, 10.0, 100  # log10 |g|: half-decade bins from 1e-40 to 1e10

@@ -17,20 +17,22 @@ import time
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import GradientDoctorError
+from ..errors import DistributedProbeError
 from .activations import ActivationProbe
 from .distributed import across_ranks, distributed
 from .gradients import UpdateTracker, gradient_blocks, weight_norms
 from .histograms import gradient_histograms
+from .hooks import Hooks
 from .layers import SATURATION_EPS, discover, is_compiled
-from .metrics import LAYER_METRICS, PARAM_METRICS
-from .recurrent import TimeProbe
-from .sharded import Shards, any_sharded
+from .metrics import GROUPS, LAYER_METRICS, PARAM_METRICS
 from .rollup import Rollup
+from .sharded import Shards, any_sharded
 from .tensor_stats import MAX_ABS, NONFINITE, NONZERO, SUM_OF_SQUARES
+from .time import TimeProbe
 
 # rows of a step's blocks (see metrics.py): the gradient block's four rows land in two groups
 _NORM_ROWS = slice(LAYER_METRICS.index("grad_norm"), LAYER_METRICS.index("nonfinite") + 1)
@@ -40,10 +42,6 @@ _UPDATE_ROW = LAYER_METRICS.index("update_norm")
 _ACTIVATION_ROWS = slice(LAYER_METRICS.index("act_mean"), LAYER_METRICS.index("dead_frac") + 1)
 _TIME_ROW = LAYER_METRICS.index("time_ratio")
 
-
-class DistributedProbeError(GradientDoctorError):
-    """The probe failed on one rank of a distributed run: it raises there instead of switching itself off
-    (a rank that stops measuring would skip collectives the other ranks wait in: a crash beats a hang)."""
 
 
 @dataclass(frozen=True)
@@ -135,28 +133,40 @@ class Probe:
         #: True once the owner calls before_optimizer_step() itself (a framework hook after backward):
         #: optimizer.step()'s pre-hook then leaves the step's start to it
         self.external_step_start = False
-        self._handles: list = []
-        self._order_handles: list = []
+        self._step_hooks = _StepHooks(self)
+        self._order_hooks = _OrderHooks(self)
         self._gradient_rows: tuple[Tensor, Tensor] | None = None
         self._histograms: Tensor | None = None
         self._bad_inputs: Tensor | None = None  # on-device count of inf/NaN input entries since the last step
 
+    # -- the step vector's layout ---------------------------------------------------------
+    @property
+    def width(self) -> int:
+        """Entries in one step's vector: LAYER_METRICS × layers, then PARAM_METRICS × params."""
+        return self._width
+
+    def split(self, vector: np.ndarray, groups: tuple[str, ...]) -> list[tuple[str, str, np.ndarray]]:
+        """A step's vector, back on the host, as (entity "layer" or "param", metric, one value per layer or
+        parameter tensor) for every metric of the measured `groups`."""
+        n_layers, n_params = len(self.layers), len(self.params)
+        layer_block = vector[: len(LAYER_METRICS) * n_layers].reshape(len(LAYER_METRICS), n_layers)
+        param_block = vector[len(LAYER_METRICS) * n_layers :].reshape(len(PARAM_METRICS), n_params)
+        measured = {m for g in groups for m in GROUPS[g]}
+        out = [("layer", m, layer_block[i]) for i, m in enumerate(LAYER_METRICS) if m in measured]
+        out += [("param", m, param_block[i]) for i, m in enumerate(PARAM_METRICS) if m in measured]
+        return out
+
     # -- lifecycle -------------------------------------------------------------------------
     def attach(self) -> None:
         """Register every hook; `detach()` removes them all."""
-        self._order_handles = [] if self.compiled else [  # compiled: registration order stands for it
-            layer.module.register_forward_pre_hook(self._order_hook(i)) for i, layer in enumerate(self.layers)
-        ]
-        self._handles.append(self.model.register_forward_pre_hook(self._count_forward))
-        if self.optimizer is not None:
-            self._handles.append(self.optimizer.register_step_pre_hook(self._step_pre_hook))
-            self._handles.append(self.optimizer.register_step_post_hook(lambda *_: self.after_optimizer_step()))
+        if not self.compiled:  # compiled: registration order stands for the forward order
+            self._order_hooks.arm()
+        self._step_hooks.arm()
         self._arm_activations()
 
     def detach(self) -> None:
-        for handle in self._handles + self._order_handles:
-            handle.remove()
-        self._handles, self._order_handles = [], []
+        self._step_hooks.disarm()
+        self._order_hooks.disarm()
         self.updates.discard()
         for probe in (self.activations, self.time):
             if probe is not None:
@@ -230,8 +240,8 @@ class Probe:
             if self.time is not None:
                 layer_rows[_TIME_ROW] = self.time.collect()
             measured.append("activation")
-        if self._order_handles and self.call_order:
-            self._remove_order_hooks()
+        if self._order_hooks.active and self.call_order:  # the order is known after the first step
+            self._order_hooks.disarm()
         histograms, self._histograms = self._histograms, None
         bad_inputs, self._bad_inputs = self._bad_inputs, None
         self.completed.append(StepVector(self.step, time.time(), tuple(measured), values,
@@ -280,11 +290,6 @@ class Probe:
 
         return hook
 
-    def _remove_order_hooks(self) -> None:
-        for handle in self._order_handles:
-            handle.remove()
-        self._order_handles = []
-
     # -- never crash training --------------------------------------------------------------
     def _guard(self, fn, *args, **kwargs) -> None:
         if self.disabled:
@@ -322,3 +327,29 @@ def _optimizer_param_ids(optimizer: torch.optim.Optimizer | None) -> set[int]:
         return set()
     return {id(p) for group in optimizer.param_groups for p in group["params"]}
 
+
+class _StepHooks(Hooks):
+    """The probe's hooks for its whole life: the model's forward passes, and the optimizer's steps."""
+
+    def __init__(self, probe: Probe):
+        super().__init__()
+        self.probe = probe
+
+    def _register(self, handles: list) -> None:
+        probe = self.probe
+        handles.append(probe.model.register_forward_pre_hook(probe._count_forward))
+        if probe.optimizer is not None:
+            handles.append(probe.optimizer.register_step_pre_hook(probe._step_pre_hook))
+            handles.append(probe.optimizer.register_step_post_hook(lambda *_: probe.after_optimizer_step()))
+
+
+class _OrderHooks(Hooks):
+    """Forward pre-hooks that note the layers' first-call order; removed once the order is known."""
+
+    def __init__(self, probe: Probe):
+        super().__init__()
+        self.probe = probe
+
+    def _register(self, handles: list) -> None:
+        for i, layer in enumerate(self.probe.layers):
+            handles.append(layer.module.register_forward_pre_hook(self.probe._order_hook(i)))

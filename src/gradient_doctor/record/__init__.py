@@ -1,19 +1,23 @@
-"""The run record: `Run` (live or loaded), its SQLite store, and `load()`."""
+"""The run record: `RunRecord` (live or loaded), its SQLite store, `History` windows, and `load()`.
+
+    >>> record = load("runs/a")   # gd.load adds diagnose/summary/plot on top (watch.Run)
+    >>> record.history("grad_norm").shape
+"""
 
 from pathlib import Path
 
-from .run import Run
+from .run import RunRecord
 from .schema import SCHEMA_VERSION
 from .store import LayerInfo, ParamInfo, RunStore
 
 
-def load(log_dir: str | Path) -> Run:
+def load(log_dir: str | Path) -> RunRecord:
     """Reopen a recorded run read-only (safe in another process, even while it trains).
 
     >>> run = gd.load("runs/a")
     >>> run.history("grad_norm", layer="0")
     """
-    return Run(RunStore.open_readonly(log_dir))
+    return RunRecord(RunStore.open_readonly(log_dir))
 
 
-__all__ = ["Run", "RunStore", "LayerInfo", "ParamInfo", "SCHEMA_VERSION", "load"]
+__all__ = ["RunRecord", "RunStore", "LayerInfo", "ParamInfo", "SCHEMA_VERSION", "load"]

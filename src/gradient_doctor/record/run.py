@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
-from ..errors import GradientDoctorError, RunClosedError
+from ..errors import GradientDoctorError, InvalidType, InvalidValue, RunClosedError, UnknownName
 from ..probe import LAYER_METRICS, PARAM_METRICS, Probe
-from ..probe.metrics import GROUPS, INPUT_NONFINITE
+from ..probe.metrics import INPUT_NONFINITE
 from .histograms import GradientHistograms, encode, read
 from .schema import HISTOGRAM_ENTITY, HISTOGRAM_METRIC
 from .store import LayerInfo, RunStore
@@ -29,18 +29,14 @@ class Listener(Protocol):
     """A live view of a run (see `Run.add_listener`): `report.tensorboard.TensorBoardListener`, `report.live.LivePanel`."""
 
     def due(self) -> bool: ...
-    def flushed(self, run: "Run") -> None: ...
-    def close(self, run: "Run") -> None: ...
+    def flushed(self, run: "RunRecord") -> None: ...
+    def close(self, run: "RunRecord") -> None: ...
 
 if TYPE_CHECKING:
-    import matplotlib.figure
     import pandas
-    import rich.table
-
-    from ..diagnosis import Diagnosis
 
 
-class Run:
+class RunRecord:
     """A run record with its reading API; a live run also holds the probe and takes `step()` calls."""
 
     def __init__(self, store: RunStore, probe: Probe | None = None, *, flush_every: int = 100):
@@ -57,7 +53,7 @@ class Run:
         self._seen_forwards = 0
         self._skipped = 0
         self._warned_skip = False
-        self._monitor = None  # live checks (diagnosis.live.LiveMonitor), attached by gd.watch
+        self._monitor = None  # live checks (diagnose.live.LiveMonitor), attached by gd.watch
         self._listeners: list = []  # live views (report.live, report.tensorboard), attached by gd.watch
         self._checked_at = self._seen_step
         if probe is not None:
@@ -169,7 +165,7 @@ class Run:
             device = parts[0].device if parts else tensors[0].device
             parts.append(torch.stack([t.to(device=device, dtype=torch.float64) for t in tensors]))
         host = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)  # the one transfer
-        width = len(LAYER_METRICS) * len(self._probe.layers) + len(PARAM_METRICS) * len(self._probe.params)
+        width = self._probe.width
         end = len(vectors) * width + sum(h.numel() for h in histograms)
         host_histograms = iter(host[len(vectors) * width : end].reshape(len(histograms), -1) if histograms else ())
         blobs = []
@@ -187,13 +183,7 @@ class Run:
             self._positions_written = positions
 
     def _blobs(self, step: int, groups: tuple[str, ...], vector: np.ndarray) -> list:
-        n_layers, n_params = len(self._probe.layers), len(self._probe.params)
-        layer_block = vector[: len(LAYER_METRICS) * n_layers].reshape(len(LAYER_METRICS), n_layers)
-        param_block = vector[len(LAYER_METRICS) * n_layers :].reshape(len(PARAM_METRICS), n_params)
-        measured = {m for g in groups for m in GROUPS[g]}
-        out = [(step, "layer", m, layer_block[i]) for i, m in enumerate(LAYER_METRICS) if m in measured]
-        out += [(step, "param", m, param_block[i]) for i, m in enumerate(PARAM_METRICS) if m in measured]
-        return out
+        return [(step, entity, metric, values) for entity, metric, values in self._probe.split(vector, groups)]
 
     def close(self) -> None:
         """Flush, remove every hook, and keep the record readable. Idempotent."""
@@ -209,7 +199,7 @@ class Run:
                 self._store.close()
                 self._store = RunStore.open_readonly(self._store.path)
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> "RunRecord":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -241,7 +231,7 @@ class Run:
             self._monitor.check(self)
 
     def attach_monitor(self, monitor) -> None:
-        """Have `monitor.check(run)` called every `monitor.check_every` steps, after a flush (see diagnosis.live)."""
+        """Have `monitor.check(run)` called every `monitor.check_every` steps, after a flush (see diagnose.live)."""
         self._monitor = monitor
 
     def add_listener(self, listener: "Listener") -> None:
@@ -319,10 +309,10 @@ class Run:
         steps = self._store.steps(since)
         if metric in self._store.scalar_names() and metric not in LAYER_METRICS:
             if layer is not None:
-                raise ValueError(f"{metric!r} is a run-level metric; it has no per-layer values (got layer={layer!r})")
+                raise InvalidValue(f"{metric!r} is a run-level metric; it has no per-layer values (got layer={layer!r})")
             return _align(steps, *self._store.scalar(metric, since))
         if metric not in LAYER_METRICS:
-            raise KeyError(f"unknown metric {metric!r}; this run has: {', '.join(self.metrics)}")
+            raise UnknownName(f"unknown metric {metric!r}; this run has: {', '.join(self.metrics)}")
         if layer is None:
             layers = self._store.layers()
             at, values = self._store.series("layer", metric, len(layers), since)
@@ -343,7 +333,7 @@ class Run:
             return read(self._store, [info.idx for info in layers], since)
         found = [info.idx for info in layers if info.name == layer]
         if not found:
-            raise KeyError(f"no layer named {layer!r}; layers include {[info.name for info in layers][:8]}")
+            raise UnknownName(f"no layer named {layer!r}; layers include {[info.name for info in layers][:8]}")
         steps, edges, counts, zeros, nonfinite = read(self._store, found, since)
         return GradientHistograms(steps, edges, counts[:, 0], zeros[:, 0], nonfinite[:, 0])
 
@@ -355,11 +345,11 @@ class Run:
         params = {p.name: p.idx for p in self._store.params()}
         if name in params:
             if metric not in PARAM_METRICS:
-                raise ValueError(f"{metric!r} is measured per layer, not per parameter tensor ({name!r})")
+                raise InvalidValue(f"{metric!r} is measured per layer, not per parameter tensor ({name!r})")
             at, values = self._store.series("param", metric, len(params), since)
             return _align(steps, at, values)[:, params[name]]
         known = list(layers)[:8]
-        raise KeyError(f"no layer or parameter named {name!r}; layers include {known}")
+        raise UnknownName(f"no layer or parameter named {name!r}; layers include {known}")
 
     def to_pandas(self) -> "pandas.DataFrame":
         """A long table: one row per (step, layer), a column per metric, run-level metrics repeated."""
@@ -375,29 +365,6 @@ class Run:
             if name not in LAYER_METRICS:
                 frame[name] = np.repeat(self.history(name), len(layers))
         return frame
-
-    def summary(self) -> "rich.table.Table":
-        """A rich table of the latest recorded values per layer (print it, or `rich.print` it)."""
-        from ..report.terminal import summary_table  # presentation lives in report/
-
-        return summary_table(self)
-
-    def plot(self, kind: str, path: str | Path | None = None) -> "matplotlib.figure.Figure":
-        """A matplotlib Figure of `kind` ("grad_flow", "heatmap", "update_ratio", "saturation", "dead", "loss",
-        "ridge"), also written as PNG to `path` when given: `run.plot("grad_flow", "flow.png")`. Needs
-        `pip install 'gradient-doctor[plots]'`."""
-        from ..report.plots import plot  # presentation lives in report/, after the record
-
-        return plot(self, kind, path)
-
-    def diagnose(self, window: int | None = None) -> "Diagnosis":
-        """Findings over the last `window` steps (all when None), from the record alone: `run.diagnose().findings`.
-
-        Equal to `gd.diagnose(gd.load(log_dir))` of the same record. Rules and thresholds: docs/diagnose.md.
-        """
-        from ..diagnosis.run_diagnosis import diagnose  # diagnosis comes after the record in the data flow
-
-        return diagnose(self, window)
 
     def __repr__(self) -> str:
         state = "live" if not self._closed else "closed"
@@ -417,10 +384,10 @@ def _checked_metrics(values: dict[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:
-                raise ValueError(f"run.step: metric {name!r} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+                raise InvalidValue(f"run.step: metric {name!r} must be a scalar, got a tensor of shape {tuple(value.shape)}")
             value = value.detach().reshape(())
         elif not isinstance(value, (int, float)):
-            raise TypeError(f"run.step: metric {name!r} must be a number or a scalar tensor, got {type(value).__name__}")
+            raise InvalidType(f"run.step: metric {name!r} must be a number or a scalar tensor, got {type(value).__name__}")
         checked[name] = value
     return checked
 

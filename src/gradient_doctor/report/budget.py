@@ -3,7 +3,7 @@
     >>> sections = checkup_sections(gd.checkup(model, x).measurement)
     >>> waterfall_figure(diag.measurement, "before: gradient budget", "budget_before")
 
-The waterfall is the budget of `diagnosis/budget.py`: from the first layer's output to the last layer's, each
+The waterfall is the budget of `probe/batch/budget.py`: from the first layer's output to the last layer's, each
 later layer's log10 backward gain ‖δ_in‖/‖δ_out‖, then the part no layer accounts for (skip connections,
 functional ops); the bars sum to log10 of the end-to-end ratio.
 """
@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..diagnosis.budget import _log10
+from ..probe.batch.budget import _log10
 from . import charts
 from .page import figure, section, table
 from .svg import label
 
 if TYPE_CHECKING:
-    from ..diagnosis.stats import Measurement, TimeStats
+    from ..probe.batch.measurement import Measurement, TimeStats
 
 
 def checkup_sections(m: "Measurement") -> list[str]:

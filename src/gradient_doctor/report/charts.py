@@ -14,8 +14,26 @@ import math
 
 import numpy as np
 
-from .svg import (BAD_FILL, FONT, NAN_FILL, PALETTE, ZERO_FILL, Scale, colour, esc, label, legend, linear_range, log_range, num,
-                  short, svg, text, x_axis, y_axis)
+from .svg import (
+    BAD_FILL,
+    FONT,
+    NAN_FILL,
+    PALETTE,
+    ZERO_FILL,
+    Scale,
+    colour,
+    esc,
+    label,
+    legend,
+    linear_range,
+    log_range,
+    num,
+    short,
+    svg,
+    text,
+    x_axis,
+    y_axis,
+)
 
 WIDTH = 760
 _LEFT = 190  # room for layer names

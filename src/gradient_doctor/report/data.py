@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..diagnosis.history import History, read_history
+from ..record.history import History, read_history
 
 if TYPE_CHECKING:
-    from ..record import Run
+    from ..record import RunRecord
     from ..record.histograms import GradientHistograms
 
 MAX_COLUMNS = 120  # heatmap columns: more recorded steps are binned (median per bin)
@@ -48,7 +48,7 @@ class RunView:
     histograms: "GradientHistograms"  # log10 |g| per layer at the detail steps (run.gradient_histograms())
 
     @classmethod
-    def read(cls, run: "Run") -> "RunView":
+    def read(cls, run: "RunRecord") -> "RunView":
         """The whole run, read as the diagnosis reads it (so the ratio is the one its rules judge)."""
         history = read_history(run)
         values = history.values

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ..diagnosis import Diagnosis
-from ..record import Run, load
+from ..diagnose import Diagnosis, diagnose
+from ..errors import InvalidType
+from ..record import RunRecord, load
 from . import charts
 from .budget import checkup_sections, waterfall_figure
 from .data import RunView, binned, line, loss_log_scale, ridge
@@ -39,20 +40,20 @@ def render(obj: Any) -> str:
     """The report of `obj` as an HTML string (see `report`)."""
     if isinstance(obj, (str, Path)):
         obj = load(obj)
-    if isinstance(obj, Run):
+    if isinstance(obj, RunRecord):
         return run_page(obj)
     if isinstance(obj, Diagnosis):
         return diagnosis_page(obj)
     if all(hasattr(obj, name) for name in ("before", "after", "applied")):
         return treatment_page(obj)
-    raise TypeError(
+    raise InvalidType(
         "gd.report expects a Run (or its log_dir), a Diagnosis or a Treatment (with .before, .after, .applied); "
         f"got {type(obj).__name__}"
     )
 
 
 # -- a run -------------------------------------------------------------------------------
-def run_page(run: Run) -> str:
+def run_page(run: RunRecord) -> str:
     """Findings, gradient flow, heatmaps, activations, loss and gradient-norm ridges of a recorded run."""
     view = RunView.read(run)
     steps = view.steps
@@ -60,7 +61,7 @@ def run_page(run: Run) -> str:
     if len(steps) == 0:
         return page("gradient-doctor: run report", [note("No steps recorded yet.")], f"{len(view.layers)} layers{where}")
     subtitle = f"{len(steps)} recorded steps ({steps[0]}–{steps[-1]}), {len(view.layers)} layers{where}"
-    diagnosis = run.diagnose()
+    diagnosis = diagnose(run)
     sections = [
         section("findings", "Findings", verdict(diagnosis) + cards(diagnosis.findings)),
         section("gradient-flow", "Gradient flow per layer", _flow(view),

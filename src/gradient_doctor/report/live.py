@@ -23,11 +23,12 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
+from ..errors import InvalidValue
 from .terminal import summary_table
 
 if TYPE_CHECKING:
-    from ..diagnosis import Finding
-    from ..record import Run
+    from ..diagnose import Finding
+    from ..record import RunRecord
 
 WINDOW = 200  # steps read per redraw: enough for metrics measured every 50th step by default
 
@@ -38,7 +39,7 @@ class LivePanel:
     def __init__(self, console: Console | None = None, *, refresh_per_second: float = 2.0, findings_every: int = 10,
                  clock: Callable[[], float] = time.monotonic):
         if not refresh_per_second > 0:
-            raise ValueError(f"LivePanel: refresh_per_second must be > 0, got {refresh_per_second!r}")
+            raise InvalidValue(f"LivePanel: refresh_per_second must be > 0, got {refresh_per_second!r}")
         self.interval = 1.0 / refresh_per_second
         self.findings_every = findings_every
         self.clock = clock
@@ -57,17 +58,17 @@ class LivePanel:
         on a console that is not a terminal: that gets one drawing, at close."""
         return self._terminal and self.clock() - self._last >= self.interval
 
-    def flushed(self, run: "Run") -> None:
+    def flushed(self, run: "RunRecord") -> None:
         if self.due():
             self.redraw(run)
 
-    def close(self, run: "Run") -> None:
+    def close(self, run: "RunRecord") -> None:
         try:
             self.redraw(run)
         finally:
             self._live.stop()
 
-    def redraw(self, run: "Run") -> None:
+    def redraw(self, run: "RunRecord") -> None:
         """Read the recent window from the record and draw it."""
         self._last = self.clock()
         if self.redraws % self.findings_every == 0:
@@ -77,7 +78,7 @@ class LivePanel:
             self._live.start()
         self._live.update(self.render(run), refresh=True)
 
-    def render(self, run: "Run") -> Panel:
+    def render(self, run: "RunRecord") -> Panel:
         lines = [Text(f"{f.severity.upper()} {f.kind} ({f.scope}) at {', '.join(f.layers[:4]) or 'the run'}: "
                       f"{f.summary}", style="bold red" if f.severity == "critical" else "yellow")
                  for f in self._findings]

@@ -13,11 +13,11 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from ..diagnosis.remedies import CATALOG
+from ..catalog import CATALOG
 from .svg import esc, label
 
 if TYPE_CHECKING:
-    from ..diagnosis import Diagnosis, Finding
+    from ..diagnose import Diagnosis, Finding
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1100px;padding:16px 24px;

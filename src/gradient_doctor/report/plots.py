@@ -15,21 +15,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import InvalidValue
 from .data import RunView, binned, line, loss_log_scale, ridge
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from ..record import Run
+    from ..record import RunRecord
 
 KINDS = ("grad_flow", "heatmap", "update_ratio", "saturation", "dead", "loss", "ridge")
 
 
-def plot(run: "Run", kind: str, path: str | Path | None = None) -> "Figure":
+def plot(run: "RunRecord", kind: str, path: str | Path | None = None) -> "Figure":
     """A matplotlib Figure of `kind` (one of `KINDS`) for `run`; written as PNG to `path` when given."""
     if kind not in KINDS:
-        raise ValueError(f"unknown plot kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise InvalidValue(f"unknown plot kind {kind!r}; expected one of {', '.join(KINDS)}")
     try:
         from matplotlib.figure import Figure
     except ImportError as err:

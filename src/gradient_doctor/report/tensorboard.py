@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..probe.metrics import GRADIENT, LAYER_METRICS
-from ..record import Run, load
+from ..record import RunRecord, load
 from ..record.histograms import GradientHistograms
 from .data import update_ratio
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
 
-def to_tensorboard(run: Run | str | Path, logdir: str | Path) -> Path:
+def to_tensorboard(run: RunRecord | str | Path, logdir: str | Path) -> Path:
     """>>> gd.to_tensorboard(gd.load("runs/a"), "tb/a")
     >>> gd.to_tensorboard("runs/a", "tb/a")          # the same, from the log_dir
 
@@ -60,7 +60,7 @@ def require_tensorboard() -> type:
     return SummaryWriter
 
 
-def write_steps(writer: "SummaryWriter", run: Run, since: int | None = None, *, layer_every: int = 1) -> int | None:
+def write_steps(writer: "SummaryWriter", run: RunRecord, since: int | None = None, *, layer_every: int = 1) -> int | None:
     """Write the steps ≥ `since` (all when None), reading only those; `grad_norm/LAYER` at steps divisible by
     `layer_every`. Returns the last step written (None if none)."""
     from tensorboard.compat.proto.summary_pb2 import Summary
@@ -128,13 +128,13 @@ class TensorBoardListener:
     def due(self) -> bool:
         return False  # follows the run's own flushes
 
-    def flushed(self, run: Run) -> None:
+    def flushed(self, run: RunRecord) -> None:
         last = write_steps(self.writer, run, self._next, layer_every=self.layer_every)
         if last is not None:
             self._next = last + 1
             self.writer.flush()
 
-    def close(self, run: Run) -> None:
+    def close(self, run: RunRecord) -> None:
         try:
             self.flushed(run)
         finally:

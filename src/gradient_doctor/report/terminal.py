@@ -18,12 +18,12 @@ from rich.text import Text
 from .data import update_ratio
 
 if TYPE_CHECKING:
-    from ..record import Run
+    from ..record import RunRecord
 
 _BAR_WIDTH = 16
 
 
-def summary_table(run: "Run", since: int | None = None) -> Table:
+def summary_table(run: "RunRecord", since: int | None = None) -> Table:
     """Per layer, the latest recorded values: gradient norm on a log bar, update/weight ratio,
     saturated and dead fractions; with `since`, read only the steps from it on (a live view)."""
     steps = run.steps_since(since)
@@ -49,7 +49,7 @@ def summary_table(run: "Run", since: int | None = None) -> Table:
     return table
 
 
-def _title(run: "Run", steps: np.ndarray, since: int | None = None) -> str:
+def _title(run: "RunRecord", steps: np.ndarray, since: int | None = None) -> str:
     where = run.log_dir or "in memory"
     if len(steps) == 0:
         return f"gradient-doctor run ({where}): no steps recorded yet"

@@ -5,8 +5,8 @@
     >>> clipper = gd.clip(optimizer, "agc")        # adaptive gradient clipping as an optimizer step pre-hook
 """
 
-from .clipping import clip
-from .errors import NotApplicable, UnsafeRemedy
+from . import remedies
+from .remedies.clipping import clip
 from .treatment import Treatment, treat
 
-__all__ = ["NotApplicable", "Treatment", "UnsafeRemedy", "clip", "treat"]
+__all__ = ["Treatment", "clip", "remedies", "treat"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..diagnosis.finding import Diagnosis
+from ..diagnose.finding import Diagnosis
 
 #: A ratio of 0 or inf, or a non-finite measurement, counts as this many orders of magnitude off.
 CAP = 60.0

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .clipping import adaptive_clip, clip_grad_norm, clip_grad_value
+from ..errors import InvalidType
+from .remedies.clipping import adaptive_clip, clip_grad_norm, clip_grad_value
 
 _CLIPPERS = {"clip_grad_norm": clip_grad_norm, "clip_grad_value": clip_grad_value}
 
@@ -31,7 +32,7 @@ def rebuild_optimizer(old: torch.optim.Optimizer, model: nn.Module, training: Se
         ...                                   {id(p): n for n, p in model.named_parameters()})
     """
     if not isinstance(old, torch.optim.Optimizer):
-        raise TypeError(f"expected a torch.optim.Optimizer; got {type(old).__name__}")
+        raise InvalidType(f"expected a torch.optim.Optimizer; got {type(old).__name__}")
     names = names or {id(p): n for n, p in model.named_parameters()}
     group_of = {names[id(p)]: i for i, group in enumerate(old.param_groups) for p in group["params"] if id(p) in names}
     known = set(names.values())  # the untreated model's parameter names

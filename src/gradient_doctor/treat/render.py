@@ -15,11 +15,11 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..diagnosis.remedies import CATALOG
+from ..catalog import CATALOG
 from .health import Health
 
 if TYPE_CHECKING:
-    from ..diagnosis.finding import Diagnosis
+    from ..diagnose.finding import Diagnosis
     from .treatment import Treatment
 
 

@@ -26,14 +26,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..diagnosis.calling import Inputs
-from ..diagnosis.checkup import checkup
-from ..diagnosis.finding import Diagnosis
-from .catalog import Context, Remedy, lookup
+from ..diagnose.checkup.preflight import checkup
+from ..diagnose.finding import Diagnosis
+from ..errors import InvalidType, InvalidValue, NotApplicable, UnsafeRemedy
+from ..probe.batch.calling import Inputs
 from .diff import architecture, architecture_diff
-from .errors import NotApplicable, UnsafeRemedy
 from .health import Health, worse_reason
 from .optimizer import rebuild_optimizer
+from .registry import Context, Remedy, lookup
 from .trial import OptimizerFactory, default_optimizer, loss_drop
 
 
@@ -98,12 +98,12 @@ def treat(
     Device and dtype are preserved. `reduce_depth` and `greedy_pretrain` run only when named explicitly.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        raise InvalidType(f"model must be a torch.nn.Module; got {type(model).__name__}")
     if inputs is None:
-        raise ValueError("treat verifies every remedy with checkup on a batch: pass inputs=... (and targets/loss_fn "
+        raise InvalidValue("treat verifies every remedy with checkup on a batch: pass inputs=... (and targets/loss_fn "
                          "for the task loss)")
     if isinstance(trial_steps, bool) or not isinstance(trial_steps, int) or trial_steps < 0:
-        raise ValueError(f"trial_steps must be a non-negative int; got {trial_steps!r}")
+        raise InvalidValue(f"trial_steps must be a non-negative int; got {trial_steps!r}")
     names, explicit = _remedy_names(diagnosis_or_remedies) if diagnosis_or_remedies is not None else ([], False)
     remedies = [lookup(name) for name in names]
 
@@ -219,7 +219,7 @@ def _remedy_names(source: Diagnosis | Sequence[str]) -> tuple[list[str], bool]:
         serious = [f for f in source.findings if f.severity in ("warning", "critical")]
         return list(dict.fromkeys(name for f in serious for name in f.remedies)), False
     if isinstance(source, str) or not isinstance(source, Sequence) or not all(isinstance(n, str) for n in source):
-        raise TypeError("expected a Diagnosis or a list of remedy names such as ['he_init', 'insert_norm:batch']; "
+        raise InvalidType("expected a Diagnosis or a list of remedy names such as ['he_init', 'insert_norm:batch']; "
                         f"got {source!r:.80}")
     return list(dict.fromkeys(source)), True
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..diagnosis.calling import Inputs, call_model, make_loss
+from ..probe.batch.calling import Inputs, call_model, make_loss
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 

@@ -18,6 +18,7 @@ import torch
 from rich.progress import Progress
 from torch import Tensor, nn
 
+from ...errors import InvalidValue
 from ..datasets import Split
 
 
@@ -29,7 +30,7 @@ def train(model: nn.Module, data: Split, *, steps: int, batch: int, optimizer: t
         >>> train(model, data, steps=100, batch=10, optimizer=opt, every=50, monitor=lambda step: print(step))
     """
     if steps < 1 or batch < 1:
-        raise ValueError(f"train: steps and batch must be >= 1; got steps={steps}, batch={batch}")
+        raise InvalidValue(f"train: steps and batch must be >= 1; got steps={steps}, batch={batch}")
     generator = torch.Generator().manual_seed(seed)
     task = progress.add_task(description, total=steps) if progress is not None else None
     losses = torch.empty(steps, dtype=torch.float64)

@@ -20,8 +20,9 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from ... import remedies
-from ...treat.inserted import Residual
+from ...errors import InvalidValue
+from ...treat import remedies
+from ...treat.surgery.inserted import Residual
 from ..tasks import plain_mlp
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -47,11 +48,11 @@ def depth_mlp(depth: int, width: int, activation: str, *, init: str = "default",
     >>> torch.manual_seed(0); depth_mlp(10, 64, "sigmoid", inputs=x)    # the textbook vanishing case
     """
     if depth < 2:
-        raise ValueError(f"depth must be >= 2 (input and output layers); got {depth}")
+        raise InvalidValue(f"depth must be >= 2 (input and output layers); got {depth}")
     for what, value, choices in (("activation", activation, ACTIVATIONS), ("init", init, INITS),
                                  ("arch", arch, ARCHS)):
         if value not in choices:
-            raise ValueError(f"{what} must be one of {list(choices)}; got {value!r}")
+            raise InvalidValue(f"{what} must be one of {list(choices)}; got {value!r}")
     act = ACTIVATIONS[activation]
     model = plain_mlp(depth, width, act, out=n_out, inputs=inputs.shape[1])
     INITS[init](model, inputs)

@@ -23,7 +23,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ... import remedies
+from ...errors import InvalidValue
+from ...treat import remedies
 from ..datasets import adding, baseline, copy_task
 from ..tasks import LastStepRegressor
 
@@ -47,7 +48,7 @@ class SequenceTask:
 
     def __post_init__(self) -> None:
         if self.name not in ("adding", "copy"):
-            raise ValueError(f"SequenceTask.name must be 'adding' or 'copy'; got {self.name!r}")
+            raise InvalidValue(f"SequenceTask.name must be 'adding' or 'copy'; got {self.name!r}")
 
     @property
     def inputs(self) -> int:
@@ -104,7 +105,7 @@ def recurrent_layer(cell: str, inputs: int, hidden: int, t_max: int) -> nn.RNNBa
         elif cell == "lstm_chrono":
             remedies.forget_gate_bias(lstm, chrono_t_max=max(t_max, 3))
         return lstm
-    raise ValueError(f"cell must be one of {CELLS}; got {cell!r}")
+    raise InvalidValue(f"cell must be one of {CELLS}; got {cell!r}")
 
 
 def sequence_model(cell: str, task: SequenceTask, hidden: int) -> nn.Module:

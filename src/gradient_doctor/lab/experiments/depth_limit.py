@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...diagnosis import checkup
+from ...diagnose import checkup
 from ..datasets import Split, mnist1d
 from ..experiment import Claim, Context, Result
 from ..train import single_thread, train_classifier

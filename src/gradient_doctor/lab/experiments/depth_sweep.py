@@ -7,7 +7,7 @@ ratio at init (checkup) and the test accuracy after a fixed SGD budget; heatmaps
 Each configuration is built from `torch.manual_seed(seed)` (so every default-init net of one depth has the same
 weights whatever its activation), measured by `gd.checkup` on the first 256 training examples with the task loss
 (`budget.end_to_end`: ‖δ‖ at the first layer's output / at the logits), then trained with `train_classifier`.
-A ratio is "healthy" inside [e^-3, e^3] (diagnosis.budget.FADE/GROWTH, the 6ξ trainability limit of Schoenholz
+A ratio is "healthy" inside [e^-3, e^3] (diagnose.thresholds.FADE/GROWTH, the 6ξ trainability limit of Schoenholz
 et al. 2017); a net "trains" at >= 30 % test accuracy (chance 10 %).
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...diagnosis import checkup
-from ...diagnosis.budget import FADE, GROWTH
+from ...diagnose import checkup
+from ...probe.batch.budget import FADE, GROWTH
 from ..datasets import mnist1d
 from ..experiment import Claim, Context, Result
 from ..train import single_thread, train_classifier

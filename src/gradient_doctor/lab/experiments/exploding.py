@@ -24,10 +24,9 @@ from torch.nn import functional as F
 
 from ... import clip
 from ...watch import watch
-from ..tasks import plain_mlp
 from ..datasets import mnist1d
 from ..experiment import Claim, Context, Result
-from ..tasks import LastStepRegressor
+from ..tasks import LastStepRegressor, plain_mlp
 from ..train import single_thread
 from ._sequences_training import SequenceTask, evaluate, fit
 

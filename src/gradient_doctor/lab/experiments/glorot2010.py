@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 import gradient_doctor as gd
 
+from ...errors import InvalidValue
 from ..datasets import Split, mnist1d
 from ..experiment import Claim, Context, Result
 from ..tasks import plain_mlp
@@ -64,7 +65,7 @@ def build(activation: str, init: str, inputs: int, budget: Budget, seed: int) ->
         >>> build("sigmoid", "standard", 40, FULL, seed=0)   # Linear(40, 256), Sigmoid, ..., Linear(256, 10)
     """
     if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}; got {init!r}")
+        raise InvalidValue(f"init must be one of {INITS}; got {init!r}")
     module = ACTIVATIONS[activation][0]
     torch.manual_seed(seed)
     model = plain_mlp(budget.hidden + 1, budget.width, module, inputs=inputs)

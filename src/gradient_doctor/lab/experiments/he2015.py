@@ -24,6 +24,7 @@ from torch import nn
 
 import gradient_doctor as gd
 
+from ...errors import InvalidValue
 from ..datasets import Split, mnist1d
 from ..experiment import Claim, Context, Result
 from ..tasks import plain_mlp
@@ -58,7 +59,7 @@ def build(depth: int, init: str, inputs: int, width: int, seed: int) -> nn.Seque
         >>> build(30, "he", 40, 64, seed=0)     # Linear(40, 64), ReLU, ..., Linear(64, 10)
     """
     if init not in INITS:
-        raise ValueError(f"init must be one of {list(INITS)}; got {init!r}")
+        raise InvalidValue(f"init must be one of {list(INITS)}; got {init!r}")
     torch.manual_seed(seed)
     model = plain_mlp(depth, width, nn.ReLU, inputs=inputs)
     return INITS[init](model)

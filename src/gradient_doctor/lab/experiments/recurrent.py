@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ...diagnosis import checkup
+from ...diagnose import checkup
 from ..experiment import Claim, Context, Result
 from ..train import single_thread
 from ._sequences_training import SequenceTask, chunks, evaluate, fit, sequence_model

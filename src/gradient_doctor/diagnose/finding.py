@@ -1,0 +1,95 @@
+"""What a diagnosis says: findings (kind, severity, scope, layers, evidence, ranked remedies with a rationale
+line each) and the Diagnosis.
+
+    >>> diag = gd.checkup(model, x)
+    >>> diag.healthy, [f.kind for f in diag.findings]
+    (False, ['vanishing_gradient'])
+    >>> json.dumps(diag.to_dict())
+    >>> print(diag)  # a layer table with the gradient budget, then the findings
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .._json import json_safe
+from ..errors import InvalidValue
+
+if TYPE_CHECKING:
+    from ..probe.batch.measurement import Measurement
+
+KINDS = (
+    "vanishing_gradient", "exploding_gradient", "saturated_activation", "dead_units",
+    "non_finite", "weights_collapsing", "loss_plateau", "loss_divergence", "loss_oscillation", "input_scale",
+)
+SEVERITIES = ("info", "warning", "critical")
+SCOPES = ("depth", "time", "run")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One located problem.
+
+    >>> Finding("dead_units", "warning", "depth", ["3"], {"dead_frac": {"3": 0.8}}, ["he_init"],
+    ...         rationale={"he_init": "80% of layer 3's units dead → he_init"})
+    """
+
+    kind: str
+    severity: str
+    scope: str
+    layers: list[str]
+    evidence: dict
+    remedies: list[str] = field(default_factory=list)
+    summary: str = ""  # one sentence: what was measured and what it means
+    rationale: dict[str, str] = field(default_factory=dict)  # remedy -> one line tied to this finding's numbers
+
+    def __post_init__(self) -> None:
+        for value, allowed, what in ((self.kind, KINDS, "kind"), (self.severity, SEVERITIES, "severity"),
+                                     (self.scope, SCOPES, "scope")):
+            if value not in allowed:
+                raise InvalidValue(f"Finding.{what} must be one of {allowed}; got {value!r}")
+        stray = sorted(set(self.rationale) - set(self.remedies))
+        if stray:
+            raise InvalidValue(f"Finding.rationale may only explain the ranked remedies {self.remedies}; got {stray}")
+
+    def to_dict(self) -> dict:
+        return json_safe(asdict(self))
+
+
+@dataclass
+class Diagnosis:
+    """Findings, most severe first, and (from `checkup`) the measurement they were drawn from.
+
+    >>> diag.healthy  # no warning or critical finding
+    True
+    """
+
+    findings: list[Finding]
+    measurement: "Measurement | None" = None
+
+    def __post_init__(self) -> None:
+        self.findings = sorted(self.findings, key=lambda f: -SEVERITIES.index(f.severity))
+
+    @property
+    def healthy(self) -> bool:
+        return not any(f.severity in ("warning", "critical") for f in self.findings)
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (non-finite numbers become None)."""
+        out: dict[str, Any] = {"healthy": self.healthy, "findings": [f.to_dict() for f in self.findings]}
+        if self.measurement is not None:
+            out["measurement"] = self.measurement.to_dict()
+        return out
+
+    def __rich_console__(self, console, options):
+        from .render import render
+
+        yield render(self, options.max_width)
+
+    def __str__(self) -> str:
+        from .render import to_text
+
+        return to_text(self)
+
+

@@ -1,0 +1,80 @@
+"""Vanishing gradient through depth, over a run: the lower layers get gradients orders of magnitude below the upper
+layers' *and* their weights move orders of magnitude less ("the parameters of the higher layers change to a great
+extent, while the parameters of lower layers barely change").
+
+    >>> vanishing_gradient(history)[0].layers       # a 10-layer sigmoid MLP trained with SGD
+    ['0', '2', '4', '6', '8']
+
+Both conditions, because each alone misleads. Gradients alone: an adaptive optimiser (Adam) rescales tiny gradients
+into normal-sized steps, so the lower layers still learn. Updates alone: a learning rate that is too small makes
+every layer's updates tiny; that is the plateau rule's case (`increase_lr`), not vanishing. Frozen layers (no
+gradient, no update) are left out (`History.trainable`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...record.history import History
+from ..finding import Finding
+from ..ranking import for_vanishing
+from ..rationale import rationale
+from ..thresholds import FADE, VANISHING_CRITICAL
+from .series import median, rounded
+
+#: A lower layer vanishes when its gradient (RMS per entry, so layers of different sizes compare) and its relative
+#: update ‖Δw‖/‖w‖, each the median over the window's recorded steps, are both below e^-3 (FADE) of the upper half
+#: of the trainable layers' (the median over them: one odd top layer does not set the scale). Lower layers are the
+#: lower half, forward order. e^-3 is the 6ξ trainability limit of depth (Schoenholz et al. 2017), the same
+#: ratio `checkup` uses for the backward signal. Critical below 1e-3 (VANISHING_CRITICAL, AUTOTRAINER's vanishing ratio):
+#: with those ratios the lower layers learn over 1000x slower than the upper ones.
+WARNING = FADE
+#: What the first remedy rests on, by the recorded activation family (`History.activation_family`).
+_FAMILY = {"saturating": "the recorded activations are mostly saturating (sigmoid/tanh-like)",
+           "rectifier": "the recorded activations are mostly rectifiers (ReLU-like)",
+           "unknown": "no activation module was recorded"}
+
+
+def vanishing_gradient(h: History) -> list[Finding]:
+    """One finding naming the lower-half trainable layers below the upper half's gradient and relative update by
+    e^-3 each."""
+    trainable = h.trainable()
+    if len(trainable) < 2:
+        return []
+    names = [h.layers[i] for i in trainable]
+    rms = h.values["grad_norm"][:, trainable] / np.sqrt(h.numel[trainable])
+    grad = np.array([median(column) for column in rms.T])
+    update = np.array([median(column) for column in h.relative_update()[:, trainable].T])
+    upper = len(trainable) // 2  # positions upper.. (forward order) are the upper half, the rest the lower half
+    reference_grad, reference_update = median(grad[upper:]), median(update[upper:])
+    if not reference_grad > 0:
+        return []
+    grad_ratio = grad / reference_grad
+    with np.errstate(divide="ignore", invalid="ignore"):
+        update_ratio = update / reference_update
+    # a layer whose updates were not measured is judged on its gradient alone
+    hit = [k for k in range(upper) if grad_ratio[k] < WARNING and not update_ratio[k] >= WARNING]
+    if not hit:
+        return []
+    critical = any(grad_ratio[k] < VANISHING_CRITICAL and not update_ratio[k] >= VANISHING_CRITICAL for k in hit)
+    lowest = hit[0]
+    family = h.activation_family()
+    remedies = for_vanishing(family, by_activations=True)
+    measured = f"layer {names[lowest]} gets {grad_ratio[lowest]:.2g} of the upper layers' gradient (RMS) and moves " \
+               f"{update_ratio[lowest]:.2g} as much relative to its weights (medians over {len(h.steps)} steps)"
+    return [Finding(
+        kind="vanishing_gradient", severity="critical" if critical else "warning", scope="depth",
+        layers=[names[k] for k in hit],
+        evidence={
+            "grad_ratio": {names[k]: rounded(grad_ratio[k]) for k in hit},
+            "update_ratio": {names[k]: rounded(update_ratio[k]) for k in hit},
+            "grad_rms": {names[k]: rounded(grad[k]) for k in range(len(names))},
+            "relative_update": {names[k]: rounded(update[k]) for k in range(len(names))},
+            "upper_layers": names[upper:], "reference_grad_rms": rounded(reference_grad),
+            "reference_relative_update": rounded(reference_update),
+            "threshold": WARNING, "critical_below": VANISHING_CRITICAL, "steps": int(len(h.steps)),
+            "frozen": [h.layers[i] for i in np.flatnonzero(h.numel > 0) if i not in trainable],
+        },
+        remedies=remedies, summary=measured,
+        rationale=rationale(remedies, measured, {remedies[0]: _FAMILY[family]}),
+    )]

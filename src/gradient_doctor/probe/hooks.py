@@ -1,0 +1,64 @@
+"""The one owner of hook handles: every hook gradient-doctor registers is held by a `Hooks` and removed by it.
+
+    >>> class Probe(Hooks):
+    ...     def _register(self, handles): handles.append(module.register_forward_hook(self._hook))
+    ...     def _forget(self): self._values = []
+    >>> probe.arm()      # before a measuring step's forward pass
+    >>> probe.disarm()   # after it: other steps run with no hook at all
+    >>> with Probe():    # or for one measured batch (checkup): removed on exit, also on errors
+    ...     model(x)
+"""
+
+from __future__ import annotations
+
+
+class Hooks:
+    """arm() registers the subclass's hooks (once) and forgets earlier values; disarm() removes them. As a context
+    manager: armed on entry, disarmed on exit. Hooks registered before a failure in `_register()` are removed too."""
+
+    def __init__(self) -> None:
+        self.on_error = None  # set by the owner: called with the exception; the hooks stay off afterwards
+        self._handles: list = []
+        self._failed = False
+
+    @property
+    def active(self) -> bool:
+        """Whether the hooks are registered (and measuring) for the coming step."""
+        return bool(self._handles)
+
+    def arm(self) -> None:
+        self._forget()
+        if not self._handles and not self._failed:
+            handles: list = []
+            try:
+                self._register(handles)
+            except BaseException:
+                for handle in handles:
+                    handle.remove()
+                raise
+            self._handles = handles
+
+    def disarm(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._forget()
+
+    def __enter__(self):
+        self.arm()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.disarm()
+
+    def _fail(self, err: Exception) -> None:
+        self._failed = True
+        if self.on_error is not None:
+            self.on_error(err)
+
+    def _register(self, handles: list) -> None:
+        """Register the hooks, appending each handle to `handles`."""
+        raise NotImplementedError
+
+    def _forget(self) -> None:
+        """Drop the values measured on earlier steps (nothing to drop by default)."""

@@ -1,0 +1,112 @@
+"""What the run rules read: a window of a run's record as plain numpy arrays, steps × layers in forward order.
+
+    >>> h = read_history(run, window=200)          # the last 200 steps; window=None: the whole run
+    >>> h.values["grad_norm"].shape, h.layers[:2]
+    ((200, 7), ['0', '1'])
+    >>> h.trainable()                              # weight layers that got gradients and updates
+    [0, 2, 4, 6]
+
+Reading goes through the public `Run` API only (`layer_details`, `steps`, `history`), so a live run and
+`gd.load(log_dir)` of the same record give the same History, and the same diagnosis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import InvalidValue
+from ..probe.metrics import INPUT_NONFINITE, LAYER_METRICS
+
+if TYPE_CHECKING:
+    from . import RunRecord
+
+#: How many of the run's first finite losses make its starting level (their median): enough to outvote one odd
+#: batch, few enough to stay at the start of a short run.
+START_POINTS = 5
+
+
+@dataclass(frozen=True)
+class History:
+    """A window of a run's record. NaN means not measured on that step, or not applicable to that layer."""
+
+    layers: list[str]  # module qualified names, forward order
+    numel: np.ndarray  # entries of each layer's own parameters (0 for activation modules)
+    steps: np.ndarray  # the recorded steps in the window, ascending
+    values: dict[str, np.ndarray]  # per-layer metric -> steps × layers
+    loss: np.ndarray  # per step; all NaN when the run recorded no loss
+    loss_at_start: float  # median of the run's first START_POINTS finite losses (before the window too)
+    kinds: list[str] = field(default_factory=list)  # module class names, forward order ("" when unknown)
+    skipped: np.ndarray | None = None  # per step: iterations skipped just before it (GradScaler); None: not recorded
+    input_nonfinite: np.ndarray | None = None  # per step: inf/NaN entries in the model's inputs; None: not recorded
+
+    def trainable(self) -> list[int]:
+        """Indices of the weight layers that trained in the window: a layer with no gradient on any step (frozen
+        with requires_grad=False, or unused), with no update while other layers' updates are recorded (left out
+        of the optimizer), or with zero updates despite a non-zero gradient (learning rate 0) is frozen."""
+        grad, update = self.values["grad_norm"], self.values["update_norm"]
+        updates_recorded = np.isfinite(update).any()
+        out = []
+        for i in np.flatnonzero(self.numel > 0):
+            g, u = grad[:, i][np.isfinite(grad[:, i])], update[:, i][np.isfinite(update[:, i])]
+            if not g.size or (updates_recorded and not u.size):
+                continue
+            if u.size and not (u > 0).any() and (g > 0).any():
+                continue
+            out.append(int(i))
+        return out
+
+    def activation_family(self) -> str:
+        """The dominant family of the recorded activation layers: "saturating" (a saturated fraction applies),
+        "rectifier" (ReLU-like and smooth non-saturating ones, which He init suits) or "unknown" (none recorded)."""
+        measured = np.isfinite(self.values["act_std"]).any(axis=0) & (self.numel == 0)
+        saturating = int((measured & np.isfinite(self.values["saturated_frac"]).any(axis=0)).sum())
+        if not measured.any():
+            return "unknown"
+        return "saturating" if saturating > measured.sum() - saturating else "rectifier"
+
+    def nonfinite_gradients(self) -> np.ndarray:
+        """Steps × layers: the gradient had inf/NaN entries (`nonfinite` > 0) or an infinite norm."""
+        with np.errstate(invalid="ignore"):
+            return (self.values["nonfinite"] > 0) | np.isinf(self.values["grad_norm"])
+
+    def nonfinite_activations(self) -> np.ndarray:
+        """Steps × layers: an activation's output spread is infinite, or NaN on a step where its count-based
+        fractions (saturated, zero) were taken — NaN alone also means "not measured"."""
+        spread, v = self.values["act_std"], self.values
+        counted = np.isfinite(v["saturated_frac"]) | np.isfinite(v["zero_frac"])
+        return np.isinf(spread) | (np.isnan(spread) & counted)
+
+    def relative_update(self) -> np.ndarray:
+        """‖Δw‖/‖w‖ per step and layer (steps × layers), NaN where either was not measured or ‖w‖ = 0."""
+        weight = self.values["weight_norm"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(weight > 0, self.values["update_norm"] / weight, np.nan)
+
+
+def read_history(run: "RunRecord", window: int | None = None) -> History:
+    """The last `window` steps of `run` (all of them when None), e.g. `read_history(gd.load("runs/a"), 500)`."""
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise InvalidValue(f"window must be a positive number of steps or None, got {window!r}")
+    details = run.layer_details
+    steps = run.steps
+    since = None if window is None or not len(steps) else int(steps[-1]) - window + 1
+    keep = steps >= (since if since is not None else -1)
+    metrics = run.metrics
+    loss = run.history("loss") if "loss" in metrics else np.full(len(steps), np.nan)
+    finite_loss = loss[np.isfinite(loss)]
+    skipped = np.nan_to_num(run.history("skipped", since=since)) if "skipped" in metrics else None
+    bad_inputs = run.history(INPUT_NONFINITE, since=since) if INPUT_NONFINITE in metrics else None
+    return History(
+        layers=[layer.name for layer in details],
+        numel=np.array([layer.numel for layer in details], dtype=np.int64),
+        steps=steps[keep],
+        values={metric: run.history(metric, since=since) for metric in LAYER_METRICS},  # the window's rows only
+        loss=loss[keep],
+        loss_at_start=float(np.median(finite_loss[:START_POINTS])) if finite_loss.size else float("nan"),
+        kinds=[layer.kind for layer in details],
+        skipped=skipped,
+        input_nonfinite=bad_inputs,
+    )
