@@ -1,10 +1,12 @@
-"""Sequence models and a small training loop for the `recurrent` and `exploding` experiments.
+"""Sequence tasks and models, and their held-out loss, for the `recurrent` and `exploding` experiments (which
+train them with lab/train.py's `fit`).
 
     >>> task = SequenceTask("adding", 100)
     >>> model = sequence_model("lstm_chrono", task, hidden=16)        # LSTM with chrono forget-gate bias
     >>> x, y = task.batch(64, seed=0); loss = task.loss(model(x), y)
-    >>> losses, nonfinite = fit(model, torch.optim.Adam(model.parameters(), 1e-2), task.batches(64, seed=0),
-    ...                         task.loss, steps=400)
+    >>> fitted = fit(model, torch.optim.Adam(model.parameters(), 1e-2), map(task.batches(64, seed=0), count()),
+    ...              task.loss, steps=400)
+    >>> evaluate(model, task.batch(512, seed=1), task.loss)
 
 Cells (`CELLS`): "tanh" (nn.RNN, PyTorch default init), "lstm" (nn.LSTM, default init: forget bias ~ U(±1/√H),
 summed over the two bias vectors), "lstm_forget" (forget-gate bias 1, Gers et al. 2000 / Jozefowicz et al. 2015),
@@ -14,7 +16,6 @@ summed over the two bias vectors), "lstm_forget" (forget-gate bias 1, Gers et al
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -112,37 +113,6 @@ def sequence_model(cell: str, task: SequenceTask, hidden: int) -> nn.Module:
     """The task's model around a `cell` layer: a last-step regressor (adding) or a per-step classifier (copy)."""
     rnn = recurrent_layer(cell, task.inputs, hidden, task.steps)
     return LastStepRegressor(rnn) if task.name == "adding" else PerStepClassifier(rnn, COPY_CLASSES)
-
-
-def fit(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batches,
-        loss_fn: Callable[[Tensor, Tensor], Tensor], steps: int, *, start: int = 0,
-        max_norm: float | None = None, after_step: Callable[[int, Tensor], object] | None = None
-        ) -> tuple[list[float], int]:
-    """Train for `steps` steps from step `start`; return the training losses and the number of non-finite steps.
-
-    >>> losses, nonfinite = fit(model, optimizer, task.batches(64, seed=0), task.loss, steps=200, max_norm=1.0)
-
-    A step is non-finite when its loss or any gradient is NaN/inf; it is still taken (as a plain training loop
-    would), so a diverged model stays diverged. `max_norm` clips the global gradient norm (torch's
-    clip_grad_norm_) before each step; `after_step(step, loss)` runs after each optimizer step.
-    """
-    losses, nonfinite = [], 0
-    model.train()
-    for step in range(start, start + steps):
-        x, y = batches(step)
-        optimizer.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        finite = math.isfinite(loss.item()) and all(bool(torch.isfinite(g).all()) for g in grads)
-        nonfinite += not finite
-        if max_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-        optimizer.step()
-        losses.append(loss.item())
-        if after_step is not None:
-            after_step(step, loss)
-    return losses, nonfinite
 
 
 def evaluate(model: nn.Module, data: tuple[Tensor, Tensor], loss_fn: Callable[[Tensor, Tensor], Tensor]) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import count
 from typing import Any, Callable
 
 import numpy as np
@@ -27,8 +28,8 @@ from ...watch import watch
 from ..datasets import mnist1d
 from ..experiment import Claim, Context, Result
 from ..tasks import LastStepRegressor, plain_mlp
-from ..train import single_thread
-from ._sequences_training import SequenceTask, evaluate, fit
+from ..train import fit, single_thread
+from ._sequences_training import SequenceTask, evaluate
 
 NAME = "exploding"
 SUMMARY = "high-gain init + high learning rate explode the gradients; clipping by norm, value and AGC as the fix"
@@ -103,12 +104,8 @@ def _train(case: Case, method: str, gain: float, lr: float, ctx: Context, refere
     with watch(model, optimizer, activation_every=0, update_every=0, flush_every=case.steps) as run:
         if method != "none":  # attached after watch, so the record holds the raw gradients
             clip(optimizer, method, **METHODS[method], **({"model": model} if method == "agc" else {}))
-
-        def after(step: int, loss: Tensor) -> None:
-            run.step(loss=loss)
-            ctx.progress.advance(bar)
-
-        losses, nonfinite = fit(model, optimizer, case.batches, case.loss, case.steps, after_step=after)
+        nonfinite = fit(model, optimizer, map(case.batches, count()), case.loss, case.steps, check_gradients=True,
+                        after_step=lambda step, loss: run.step(loss=loss), progress=(ctx.progress, bar)).nonfinite
     ctx.progress.remove_task(bar)
     norms = np.sqrt(np.nansum(run.history("grad_norm") ** 2, axis=1))  # global norm per step (NaN layers skipped)
     diagnosis = run.diagnose()

@@ -27,8 +27,7 @@ from ...errors import InvalidValue
 from ..datasets import Split, mnist1d
 from ..experiment import Claim, Context, Result
 from ..tasks import plain_mlp
-from ..train import accuracy, single_thread
-from ._classic_loop import train
+from ..train import accuracy, single_thread, train_curve
 
 NAME = "glorot2010"
 SUMMARY = ("Glorot & Bengio 2010: activations, saturation and back-propagated gradients per layer, standard vs "
@@ -140,9 +139,9 @@ def _trace(activation: str, init: str, bounds: tuple[float, float], data: Split,
             stats.setdefault(key, []).append(value)
 
     optimizer = torch.optim.SGD(model.parameters(), lr=budget.lr)
-    losses = train(model, data, steps=budget.steps, batch=budget.batch, optimizer=optimizer, seed=ctx.seed,
-                   progress=ctx.progress, description=f"{activation}, {init} init", every=budget.every,
-                   monitor=monitor)
+    losses = train_curve(model, data, steps=budget.steps, batch=budget.batch, optimizer=optimizer, seed=ctx.seed,
+                         progress=ctx.progress, description=f"{activation}, {init} init", every=budget.every,
+                         monitor=monitor)
     return {"steps": steps, "stats": {k: torch.stack(v) for k, v in stats.items()},
             "test_acc": accuracy(model, data.x_test, data.y_test), "final_loss": losses[-budget.every:].mean().item()}
 

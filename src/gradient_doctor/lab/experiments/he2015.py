@@ -28,8 +28,7 @@ from ...errors import InvalidValue
 from ..datasets import Split, mnist1d
 from ..experiment import Claim, Context, Result
 from ..tasks import plain_mlp
-from ..train import accuracy, single_thread
-from ._classic_loop import train, window_mean
+from ..train import accuracy, single_thread, train_curve, window_mean
 
 NAME = "he2015"
 SUMMARY = "He et al. 2015: 22- and 30-layer plain ReLU nets, Xavier vs He init — which converge, and how fast"
@@ -97,8 +96,8 @@ def _one(depth: int, init: str, seed: int, data: Split, budget: Budget, ctx: Con
     with torch.no_grad():
         top_std = model[:-1](x).std().item()  # the last hidden layer's output scale at init
     optimizer = torch.optim.SGD(model.parameters(), lr=budget.lr, momentum=0.9)
-    losses = train(model, data, steps=budget.steps, batch=budget.batch, optimizer=optimizer, seed=seed,
-                   progress=ctx.progress, description=f"{depth} layers, {init} init, seed {seed}")
+    losses = train_curve(model, data, steps=budget.steps, batch=budget.batch, optimizer=optimizer, seed=seed,
+                         progress=ctx.progress, description=f"{depth} layers, {init} init, seed {seed}")
     converged = steps_to_converge(losses)
     row = {"depth": depth, "init": init, "seed": seed, "end_to_end_at_init": end_to_end,
            "top_hidden_std_at_init": top_std, "steps_to_converge": converged if converged is not None else "stalled",

@@ -25,8 +25,7 @@ import gradient_doctor as gd
 from ..datasets import Split, mnist1d
 from ..experiment import Claim, Context, Result
 from ..tasks import plain_mlp
-from ..train import accuracy, single_thread
-from ._classic_loop import train
+from ..train import accuracy, single_thread, train_curve
 
 NAME = "pretraining"
 SUMMARY = "Greedy layer-wise pre-training vs none for a deep sigmoid MLP, at the same fine-tuning budget and compute"
@@ -112,8 +111,8 @@ def _seed(seed: int, data: Split, budget: Budget, ctx: Context) -> list[dict]:
         for arm in ARMS:
             model, steps = copy.deepcopy(starts[arm][0]), starts[arm][1]
             start = time.perf_counter()
-            losses = train(model, data, steps=steps, batch=budget.batch, optimizer=make(model.parameters()),
-                           seed=seed, progress=ctx.progress, description=f"{optimiser}, {arm}, seed {seed}")
+            losses = train_curve(model, data, steps=steps, batch=budget.batch, optimizer=make(model.parameters()),
+                                 seed=seed, progress=ctx.progress, description=f"{optimiser}, {arm}, seed {seed}")
             rows.append({"optimiser": optimiser, "arm": arm, "seed": seed, "supervised_steps": steps,
                          "pretrain_step_equivalents": extra if arm == "pretrained" else 0,
                          "seconds": time.perf_counter() - start + (pretrain_seconds if arm == "pretrained" else 0.0),

@@ -14,14 +14,15 @@ SOLVED, and "fails" when it stays above FAILED.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import count
 from typing import Any
 
 import torch
 
 from ...diagnose import checkup
 from ..experiment import Claim, Context, Result
-from ..train import single_thread
-from ._sequences_training import SequenceTask, chunks, evaluate, fit, sequence_model
+from ..train import fit, single_thread
+from ._sequences_training import SequenceTask, chunks, evaluate, sequence_model
 
 NAME = "recurrent"
 SUMMARY = "tanh RNN vs LSTM (forget-gate bias) vs GRU vs IRNN on the adding and copy tasks across T"
@@ -69,13 +70,12 @@ def _train(task: SequenceTask, cell: str, budget: Budget, ctx: Context) -> dict[
     optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
     test = task.batch(budget.test_size, seed=10_000 + ctx.seed)
     probe = task.batch(64, seed=20_000 + ctx.seed)
-    batches = task.batches(budget.batch, seed=ctx.seed)
+    batches = map(task.batches(budget.batch, seed=ctx.seed), count())  # shared by the chunks: step s gets batch s
     at, losses, horizons, nonfinite = [0], [evaluate(model, test, task.loss)], [_horizon(model, probe, task)], 0
     bar = ctx.progress.add_task(f"  {cell} on {task.name} T={task.steps}", total=budget.steps)
     for steps in chunks(budget.steps, budget.checkpoints):
-        _, bad = fit(model, optimizer, batches, task.loss, steps, start=at[-1], max_norm=budget.max_norm,
-                     after_step=lambda *_: ctx.progress.advance(bar))
-        nonfinite += bad
+        nonfinite += fit(model, optimizer, batches, task.loss, steps, max_norm=budget.max_norm, check_gradients=True,
+                         progress=(ctx.progress, bar)).nonfinite
         at.append(at[-1] + steps)
         losses.append(evaluate(model, test, task.loss))
         horizons.append(_horizon(model, probe, task))

@@ -1,0 +1,88 @@
+"""DDP and FSDP2 with 2 CPU processes (gloo): the record equals a single-process plain-torch run on the full batch.
+
+Each rank trains `DistributedDataParallel(make_mlp())` (or `make_mlp()` under FSDP2's `fully_shard`:
+DTensor parameters, each rank holding half of every tensor) on its half of every batch (mean loss,
+so the averaged gradients are the full batch's); the reference is `tests.test_watch.Reference` on
+an unwrapped twin trained in this process on the full batches, with no gradient-doctor code.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+import gradient_doctor as gd
+from tests.test_watch import MLP_LAYERS, Reference, check_run, make_mlp, mlp_batch
+
+STEPS = 3
+WORLD = 2
+BATCH = 16  # rank r trains on rows [8r, 8r + 8) of every batch
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wrap(model: nn.Module, how: str) -> nn.Module:
+    if how == "ddp":
+        return nn.parallel.DistributedDataParallel(model)
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in model:
+        if any(True for _ in layer.parameters()):
+            fully_shard(layer)
+    return fully_shard(model)
+
+
+def _train_rank(rank: int, port: int, root: str, how: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        torch.set_num_threads(1)
+        model = _wrap(make_mlp(), how)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        # every rank names its own log_dir so the test can see that rank 1 writes nothing
+        with gd.watch(model, opt, log_dir=Path(root) / f"rank{rank}", detail_every=1, update_every=1,
+                      activation_every=1) as run:
+            for s in range(STEPS):
+                x, y = mlp_batch(s, BATCH)
+                half = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
+                opt.zero_grad()
+                loss = nn.functional.mse_loss(model(x[half]), y[half])
+                loss.backward()
+                opt.step()
+                run.step(loss=loss)
+            assert run.layers == MLP_LAYERS  # the user's names, not "module.0"
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("how", ["ddp", "fsdp2"])
+def test_distributed_run_records_the_full_batch_statistics_on_rank_0_only(tmp_path, how):
+    mp.spawn(_train_rank, args=(_free_port(), str(tmp_path), how), nprocs=WORLD, join=True)
+
+    twin = make_mlp()  # the same initial weights, one process, full batches
+    opt = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9)
+    ref = Reference(twin, opt)
+    for s in range(STEPS):
+        x, y = mlp_batch(s, BATCH)
+        opt.zero_grad()
+        nn.functional.mse_loss(twin(x), y).backward()
+        opt.step()
+    ref.close()
+
+    assert not (tmp_path / "rank1").exists()  # only rank 0 writes
+    run = gd.load(tmp_path / "rank0")
+    # gradients, weights, updates and activations; under FSDP2 the norms of whole tensors, not of one shard
+    want, _ = check_run(run, ref, MLP_LAYERS, atol=1e-9)
+    # the pooled activation statistics are the full batch's, not one half's
+    assert 4 / 12 <= want["dead_frac"][0, 5] < 1 and 0 < want["saturated_frac"][0, 1] < 1
+    assert np.isfinite(run.history("act_std")[:, 1]).all()

@@ -1,0 +1,186 @@
+"""Per-layer gradient histograms (log10 |g|): the probe's counts, the record, the HTML ridge and TensorBoard, each
+against a plain-torch histogram of the same gradients, replayed here on each layer's concatenated gradients."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import gradient_doctor as gd
+from gradient_doctor.probe.histograms import gradient_histograms
+from gradient_doctor.probe.rollup import Rollup
+from gradient_doctor.report.html import render
+
+STEPS, DETAIL = 8, 3
+EDGES = np.linspace(-40.0, 10.0, 101)  # half-decade bins of log10 |g|, 1e-40 … 1e10
+
+
+def replay(grads: list[torch.Tensor]) -> tuple[np.ndarray, int, int]:
+    """(counts per bin, zeros, non-finite) of one layer's gradients, in plain torch: histc of log10 |g| of
+    its finite non-zero entries (float32, as trained), clamped into the edges' range."""
+    g = torch.cat([t.detach().reshape(-1) for t in grads])
+    finite = torch.isfinite(g)
+    nonzero = finite & (g != 0)
+    logs = torch.log10(g[nonzero].float().abs()).clamp(EDGES[0], EDGES[-1])
+    counts = torch.histc(logs, bins=len(EDGES) - 1, min=EDGES[0], max=EDGES[-1])
+    return counts.double().numpy(), int((g == 0).sum()), int((~finite).sum())
+
+
+class Net(nn.Module):
+    """An MLP, plus `side`: outside the optimizer, its gradient exactly zero (then spiked with inf/NaN)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(6, 32), nn.Tanh(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1))
+        self.side = nn.Linear(6, 4)
+
+    def forward(self, x):
+        return self.body(x) + 0.0 * self.side(x).sum(dim=1, keepdim=True)
+
+
+@dataclass
+class Trained:
+    run: gd.Run
+    layers: list[str]  # layers with parameters, forward order
+    expected: dict[int, dict[str, tuple[np.ndarray, int, int]]]  # step -> layer -> replay
+
+
+def train(tmp_path, **watch_kwargs) -> Trained:
+    torch.manual_seed(0)
+    model = Net()
+    opt = torch.optim.SGD(model.body.parameters(), lr=0.1)
+    x = torch.randn(32, 6)
+    x[:, 0] = 0.0  # the first Linear's weight column 0 gets exact zero gradients
+    y = torch.randn(32, 1)
+    owned = {name: list(m.parameters(recurse=False)) for name, m in model.named_modules()
+             if name and list(m.parameters(recurse=False))}
+    expected = {}
+    with gd.watch(model, opt, log_dir=tmp_path / "run", detail_every=DETAIL, update_every=DETAIL,
+                  activation_every=DETAIL, flush_every=2, **watch_kwargs) as run:
+        for step in range(STEPS):
+            opt.zero_grad()
+            model.side.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            model.side.weight.grad[0, :3] = torch.tensor([math.inf, -math.inf, math.nan])
+            expected[step] = {name: replay([p.grad for p in params]) for name, params in owned.items()}
+            opt.step()
+            run.step()
+    layers = [name for name in run.layers if name in owned]
+    return Trained(run, layers, expected)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return train(tmp_path_factory.mktemp("hist"))
+
+
+def test_recorded_counts_equal_a_plain_torch_histogram(trained):
+    h = gd.load(trained.run.log_dir).gradient_histograms()
+    assert h.steps.tolist() == list(range(0, STEPS, DETAIL))  # the detail steps only
+    assert np.array_equal(h.edges, EDGES)
+    names = gd.load(trained.run.log_dir).layers
+    for i, step in enumerate(h.steps):
+        for j, name in enumerate(names):
+            if name not in trained.layers:  # Tanh, ReLU: no parameters, no histogram
+                assert np.isnan(h.counts[i, j]).all() and np.isnan(h.zeros[i, j])
+                continue
+            counts, zeros, nonfinite = trained.expected[step][name]
+            assert np.array_equal(h.counts[i, j], counts), (step, name)
+            assert (h.zeros[i, j], h.nonfinite[i, j]) == (zeros, nonfinite)
+    side = gd.load(trained.run.log_dir).gradient_histograms("side")
+    assert side.counts.shape == (len(h.steps), len(EDGES) - 1)
+    assert side.nonfinite.tolist() == [3.0] * len(h.steps)  # inf, -inf, NaN: in no bin
+    assert side.zeros.tolist() == [24.0 + 4 - 3] * len(h.steps)  # the rest of its weight and its bias
+    assert side.counts.sum() == 0
+    first = gd.load(trained.run.log_dir).gradient_histograms("body.0")
+    assert (first.zeros >= 32).all()  # the zeroed input column
+
+
+def test_only_detail_steps_store_histograms(trained):
+    import sqlite3
+
+    db = sqlite3.connect(trained.run.log_dir / "run.db")
+    steps = [s for (s,) in db.execute("SELECT step FROM series WHERE entity = 'hist' ORDER BY step")]
+    assert steps == list(range(0, STEPS, DETAIL))
+    assert len(gd.load(trained.run.log_dir).steps) == STEPS
+
+
+def test_the_probe_counts_zeros_nonfinite_and_out_of_range_entries_apart():
+    special = torch.tensor([0.0, -0.0, 1e-45, 3e-3, -2e5, 1e38, math.inf, -math.inf, math.nan])  # float32
+    tiny64 = torch.tensor([1e-300, 5e-7], dtype=torch.float64)
+    half = torch.tensor([0.25, 0.0], dtype=torch.bfloat16)
+    rollup = Rollup([(0, 0), (1, 0), (2, 1), (1, 1)], n_layers=3, device="cpu")  # param 1 shared by layers 0, 1
+    hist = gradient_histograms([special, tiny64, half], rollup).numpy()
+    assert np.isnan(hist[2]).all()  # a layer without parameters
+    finite = {0: [1e-45, 3e-3, 2e5, 1e38, 1e-300, 5e-7], 1: [0.25, 1e-300, 5e-7]}
+    for layer, values in finite.items():
+        expected = np.histogram(np.clip(np.log10(values), -40, 10), EDGES)[0]
+        assert np.array_equal(hist[layer, 2:], expected)
+    assert hist[0, :2].tolist() == [2, 3] and hist[1, :2].tolist() == [1, 0]
+    assert hist[0, 2] == 2 and hist[0, -1] == 1  # 1e-45 and 1e-300 in the first bin, 1e38 in the last
+
+
+def test_a_record_without_histograms_reads_as_empty(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gd.watch(model, opt, log_dir=tmp_path / "r", detail_every=0) as run:
+        for _ in range(3):
+            opt.zero_grad(); model(torch.randn(4, 3)).sum().backward(); opt.step(); run.step()
+    h = gd.load(tmp_path / "r").gradient_histograms()
+    assert h.steps.size == 0 and h.counts.shape == (0, 1, 100) and np.array_equal(h.edges, EDGES)
+    assert "No gradient histograms recorded" in render(gd.load(tmp_path / "r"))
+
+
+def test_html_ridge_draws_the_recorded_histograms_at_sampled_steps(trained):
+    page = render(gd.load(trained.run.log_dir))
+    polygons = re.findall(r'<polygon class="ridge" data-layer="([^"]*)" data-series="step (\d+)" '
+                          r'data-count="(\d+)" points="([^"]+)"', page)
+    detail = list(range(0, STEPS, DETAIL))
+    assert {int(s) for _, s, _, _ in polygons} == set(detail)  # three detail steps: all sampled
+    assert {name for name, _, _, _ in polygons} == {n for n in trained.layers if n != "side"}  # side: no binned entry
+    heights = {}
+    for name, step, count, points in polygons:
+        counts = trained.expected[int(step)][name][0]
+        assert int(count) == counts.sum()
+        ys = np.array([float(p.split(",")[1]) for p in points.split()])
+        heights[name, int(step)] = ys[0] - ys[1:-1]  # bar heights above the row's baseline
+    for name in {n for n, _ in heights}:
+        tallest = max(trained.expected[s][name][0].max() for s in detail)
+        drawn = [heights[name, s] for s in detail]
+        scale = max(d.max() for d in drawn)
+        # the drawn window of bins sits at one offset in the full histogram, and holds every filled bin
+        offsets = [o for o in range(len(EDGES) - len(drawn[0])) if all(
+            np.allclose(d / scale, trained.expected[s][name][0][o : o + len(d)] / tallest, atol=1e-3)
+            and trained.expected[s][name][0].sum() == trained.expected[s][name][0][o : o + len(d)].sum()
+            for d, s in zip(drawn, detail))]
+        assert offsets, name
+
+
+def test_tensorboard_histograms_read_back_as_recorded(trained, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logdir = gd.to_tensorboard(gd.load(trained.run.log_dir), tmp_path / "tb")
+    events = EventAccumulator(str(logdir), size_guidance={"histograms": 0})
+    events.Reload()
+    assert "grad_log10_hist/side" not in events.Tags()["histograms"]  # nothing in any bin
+    for name in trained.layers:
+        if name == "side":
+            continue
+        written = events.Histograms(f"grad_log10_hist/{name}")
+        assert [h.step for h in written] == list(range(0, STEPS, DETAIL))
+        for h in written:
+            counts = trained.expected[h.step][name][0]
+            filled = np.flatnonzero(counts)
+            window = slice(filled[0], filled[-1] + 1)
+            value = h.histogram_value
+            assert list(value.bucket) == counts[window].tolist()
+            assert value.bucket_limit == pytest.approx(EDGES[1:][window].tolist())
+            assert value.num == counts.sum()
+            assert (value.min, value.max) == pytest.approx((EDGES[filled[0]], EDGES[filled[-1] + 1]))
