@@ -55,7 +55,7 @@ from benchmarks.scenarios import SCENARIOS, Scenario, train
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CHECK_EVERY = 10  # live checks: every 10 steps
 CADENCES = {"detail_every": 10, "update_every": 10, "activation_every": 10}
-#: The --quick subset (run by tests/test_bench_detection.py; the rule that picked it is in the module docstring).
+#: The --quick subset (run by tests/benchmarks/test_detection.py; the rule that picked it is in the module docstring).
 QUICK = ("mlp_relu_healthy", "cnn_relu_healthy", "lstm_sum30_healthy", "rnn_tanh_sum30_healthy",
          "gru2_sum30_frozen_first_healthy", "tf_post2_healthy", "mlp_sigmoid_deep_vanishing",
          "mlp_batchnorm_deep_exploding", "mlp_relu_negative_bias_dead", "mlp_sgd_huge_lr_non_finite")

@@ -3,7 +3,7 @@ healthy reference.
 
     python -m benchmarks.repair                      # test split -> benchmarks/results/repair-test.{json,md}
     python -m benchmarks.repair --split dev --out /tmp/r
-    python -m benchmarks.repair --quick              # the QUICK subset (what tests/test_bench_repair.py runs)
+    python -m benchmarks.repair --quick              # the QUICK subset (what tests/benchmarks/test_repair.py runs)
     python -m benchmarks.repair --scenarios mlp_sigmoid_deep_vanishing
 
     >>> row = repair(SCENARIOS["mlp_sigmoid_deep_vanishing"], References())
@@ -67,7 +67,7 @@ ACCURACY_SHARE = 0.9
 LOSS_FACTOR = 1.1
 #: Learning-rate advice, followed mechanically: the factor each group's lr is multiplied by.
 LR_ADVICE = {"increase_lr": 10.0, "decrease_lr": 0.1}
-#: Broken scenarios whose treatment is clear; run by `--quick` and by tests/test_bench_repair.py.
+#: Broken scenarios whose treatment is clear; run by `--quick` and by tests/benchmarks/test_repair.py.
 QUICK = ("mlp_sigmoid_deep_vanishing", "mlp_relu_negative_bias_dead", "mlp_momentum_high_lr_exploding",
          "mlp_tanh_large_init_saturation")
 #: Untimed steps on a copy of the untreated setup before its timed training: the first steps of a process (or of a

@@ -62,6 +62,7 @@ def _stop_rank(rank: int, port: int, root: str) -> None:
         out["submesh"] = _submesh_checks()
     finally:
         Path(root, f"rank{rank}.json").write_text(json.dumps(out))
+        dist.barrier()  # neither rank tears gloo down while the other still talks to it (SIGABRT at exit)
         dist.destroy_process_group()
 
 
