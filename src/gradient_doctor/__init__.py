@@ -15,6 +15,7 @@ from .errors import (
     CheckupError, DistributedProbeError, GradientDoctorError, InvalidType, InvalidValue, NotApplicable, RecordError,
     RunClosedError, TrainingStopped, UnknownName, UnsafeRemedy,
 )
+from .probe.batch.normalizers import register_normalization
 from .report import report, to_tensorboard
 from .treat import Treatment, clip, remedies, treat
 from .watch import Run, load, watch
@@ -44,6 +45,7 @@ __all__ = [
     "load",
     "watch",
     "checkup",
+    "register_normalization",
     "diagnose",
     "Diagnosis",
     "Finding",

@@ -42,6 +42,16 @@ class History:
     skipped: np.ndarray | None = None  # per step: iterations skipped just before it (GradScaler); None: not recorded
     input_nonfinite: np.ndarray | None = None  # per step: inf/NaN entries in the model's inputs; None: not recorded
 
+    def sparse_gradient(self) -> list[int]:
+        """Indices of the lookup layers (nn.Embedding, nn.EmbeddingBag and their subclasses, by class name): a step's
+        gradient reaches only the rows of the tokens in its batch, so their gradient RMS per entry is naturally far
+        below a dense layer's.
+
+        >>> [h.layers[i] for i in h.sparse_gradient()]
+        ['encoder']
+        """
+        return [i for i, kind in enumerate(self.kinds) if "Embedding" in kind]
+
     def trainable(self) -> list[int]:
         """Indices of the weight layers that trained in the window: a layer with no gradient on any step (frozen
         with requires_grad=False, or unused), with no update while other layers' updates are recorded (left out

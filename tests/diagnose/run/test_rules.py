@@ -199,3 +199,35 @@ def test_units_that_die_mid_run_are_dead():
     assert f.layers == ["1"] and f.severity == "critical"
     dead[::10, 1] = np.r_[np.zeros(6), np.ones(4)]  # dead only on the last 4 of 10 recorded steps: not yet
     assert dead_units(history(100, dead_frac=dead)) == []
+
+
+def converged(steps: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """A run that converged within its first 40 steps: gradients 0.1 -> 1e-5, loss 1.4 -> 1e-6, then Adam-like
+    recurring spikes of both (gradient x100 of the converged level, loss to 1e-3) every 50 steps."""
+    t = np.arange(steps)
+    level = np.maximum(0.1 * np.exp(-t / 4.0), 1e-5)
+    grad = np.full((steps, len(LAYERS)), np.nan)
+    grad[:, [0, 2]] = level[:, None] * np.exp(np.random.default_rng(1).normal(0, 0.05, (steps, 2)))
+    loss = np.maximum(1.4 * np.exp(-t / 3.0), 1e-6)
+    for step in range(60, steps, 50):
+        grad[step:step + 2, [0, 2]] *= 100.0
+        loss[step:step + 2] = 1e-3
+    return grad, loss
+
+
+def test_a_converged_run_is_not_exploding_whole_or_in_its_late_window():
+    grad, loss = converged()
+    nonfinite = np.where(np.isnan(grad), np.nan, 0.0)
+    whole = exploding_gradient(history(len(loss), loss=loss, grad_norm=grad, nonfinite=nonfinite))
+    assert all(f.severity == "info" for f in whole)
+    # the live check's window: only post-convergence steps, the run's start known through loss_at_start
+    late = slice(200, None)
+    window = exploding_gradient(history(200, loss=loss[late], loss_at_start=float(np.median(loss[:5])),
+                                        grad_norm=grad[late], nonfinite=nonfinite[late]))
+    assert window and all(f.severity == "info" for f in window)  # the spikes are seen, and judged harmless
+    # the same spikes with the loss rising above where the run started are harm
+    hurt = loss[late].copy()
+    hurt[60:62] = 2.0
+    (rose,) = exploding_gradient(history(200, loss=hurt, loss_at_start=float(np.median(loss[:5])),
+                                         grad_norm=grad[late], nonfinite=nonfinite[late]))
+    assert rose.severity == "warning"

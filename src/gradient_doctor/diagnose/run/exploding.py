@@ -6,7 +6,9 @@ early level, with hysteresis so that one spike and a sustained rise are told apa
     ('critical', 37, 4.1e+05)
 
 Each layer is judged against itself: its baseline is the median of the first quarter of its recorded values in the
-window (at least BASELINE_POINTS), so layers of different sizes and depths need no common scale. A non-finite value
+window (at least BASELINE_POINTS), or of its first BASELINE_POINTS values when that is higher (a run that converged
+within the first quarter would otherwise measure its start against its converged noise), so layers of different
+sizes and depths need no common scale. A non-finite value
 counts as above every threshold (the non_finite rule locates it).
 """
 
@@ -44,6 +46,9 @@ SUSTAINED_SHARE = 0.1
 #: (attention, recurrent and embedding layers wake up from small gradients at init; measured on the benchmark zoo's
 #: dev split): info. Without recorded losses a rise is not gated.
 LOSS_RISE = 0.1
+#: ... and by more than LOSS_RISE of the progress the run had made before the window's early level (`loss_at_start`
+#: minus it): after a run converges (1.4 -> 1e-6), Adam's late loss spikes to 1e-3 are noise against the 1.4 the loss
+#: came down, not harm (a 2-layer MLP trained 10,000 steps was called exploding for them).
 
 
 def exploding_gradient(h: History) -> list[Finding]:
@@ -90,7 +95,8 @@ def _loss_rose(h: History, step: int) -> bool:
     if early.size < BASELINE_POINTS or after.size == 0 or np.isnan(after).all() or np.isinf(after).any():
         return True
     base = float(np.median(early))
-    return float(np.nanmax(after)) > base + max(NOISE_SIGMAS * noise(early), LOSS_RISE * abs(base))
+    progress = h.loss_at_start - base if math.isfinite(h.loss_at_start) else 0.0
+    return float(np.nanmax(after)) > base + max(NOISE_SIGMAS * noise(early), LOSS_RISE * abs(base), LOSS_RISE * progress)
 
 
 def _judge(h: History, values: np.ndarray, nonfinite: np.ndarray, columns: np.ndarray) -> dict[str, dict]:
@@ -107,7 +113,8 @@ def _judge(h: History, values: np.ndarray, nonfinite: np.ndarray, columns: np.nd
         early = head(logs[np.isfinite(logs)], BASELINE_POINTS)
         if early.size < BASELINE_POINTS:
             continue
-        base = float(np.median(early))
+        # the window's first quarter can be all post-convergence noise: its first points set the level too
+        base = max(float(np.median(early)), float(np.median(early[:BASELINE_POINTS])))
         lift = logs - base
         margin = NOISE_SIGMAS * noise(early)
         found = episodes(lift > max(ENTER_ORDERS, margin), lift > max(EXIT_ORDERS, margin))

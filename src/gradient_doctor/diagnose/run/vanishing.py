@@ -37,8 +37,9 @@ _FAMILY = {"saturating": "the recorded activations are mostly saturating (sigmoi
 
 def vanishing_gradient(h: History) -> list[Finding]:
     """One finding naming the lower-half trainable layers below the upper half's gradient and relative update by
-    e^-3 each."""
-    trainable = h.trainable()
+    e^-3 each. Lookup layers (embeddings) are not compared: only the rows of a batch's tokens get a gradient."""
+    sparse = h.sparse_gradient()  # compared per entry they would always look vanishing: left out, and said so
+    trainable = [i for i in h.trainable() if i not in sparse]
     if len(trainable) < 2:
         return []
     names = [h.layers[i] for i in trainable]
@@ -73,7 +74,8 @@ def vanishing_gradient(h: History) -> list[Finding]:
             "upper_layers": names[upper:], "reference_grad_rms": rounded(reference_grad),
             "reference_relative_update": rounded(reference_update),
             "threshold": WARNING, "critical_below": VANISHING_CRITICAL, "steps": int(len(h.steps)),
-            "frozen": [h.layers[i] for i in np.flatnonzero(h.numel > 0) if i not in trainable],
+            "frozen": [h.layers[i] for i in np.flatnonzero(h.numel > 0) if i not in trainable and i not in sparse],
+            "not_compared": [h.layers[i] for i in sparse],  # lookup layers: sparse gradients (History.sparse_gradient)
         },
         remedies=remedies, summary=measured,
         rationale=rationale(remedies, measured, {remedies[0]: _FAMILY[family]}),

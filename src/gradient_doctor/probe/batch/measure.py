@@ -19,15 +19,8 @@ from ..time import RECURRENT, SequenceInputs, time_profile
 from .budget import gradient_budget
 from .calling import Inputs, call_model, detached_inputs, input_leaves, make_loss
 from .measurement import LayerStats, Measurement
+from .normalizers import NormCandidates, is_known
 from .taps import LayerTaps, sum_sq, total
-
-#: Normalisation layers reset the scale by construction (LayerStats.normalizes; diagnose/checkup/exploding.py ends
-#: compounding runs at them).
-NORMALIZATION = tuple(
-    getattr(nn, name) for name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LayerNorm",
-                                   "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "RMSNorm")
-    if hasattr(nn, name)
-)
 
 
 def measure(
@@ -39,7 +32,7 @@ def measure(
     trainable = [i for i, t in enumerate(tensors) if t.requires_grad]
     grad_sq: dict[int, list[Tensor]] = {}  # parameter index -> float64 squared norms, one per trial
     losses, source = [], "readout"
-    with LayerTaps(layers) as taps, SequenceInputs(model) as sequences:
+    with LayerTaps(layers) as taps, SequenceInputs(model) as sequences, NormCandidates(layers) as norms:
         for trial in range(trials):
             batch = detached_inputs(inputs)
             with torch.enable_grad():
@@ -55,14 +48,15 @@ def measure(
             "expected the forward pass to call at least one layer (a module with parameters, or an activation "
             "module) with grad enabled; none was called"
         )
-    stats = [_layer_stats(layers[i], i, taps, grad_sq, tensors, trials) for i in taps.order]
+    normalizing = norms.scale_invariant()
+    stats = [_layer_stats(layers[i], i, taps, grad_sq, tensors, trials, normalizing) for i in taps.order]
     recurrent = [time_profile(s, seed) for s in sequences.captured]
     loss = float(torch.stack(losses).mean())
     return Measurement(stats, gradient_budget(stats), recurrent, source, loss, trials)
 
 
 def _layer_stats(layer: Layer, index: int, taps: LayerTaps, grad_sq: dict[int, list[Tensor]],
-                 tensors: list[Tensor], trials: int) -> LayerStats:
+                 tensors: list[Tensor], trials: int, normalizing: set[str]) -> LayerStats:
     own = [tensors[p] for p in layer.params]
     weight_sq = [float(sum_sq(t)) for t in own]
     layer_grads = [g for p in layer.params for g in grad_sq.get(p, [])]
@@ -84,7 +78,7 @@ def _layer_stats(layer: Layer, index: int, taps: LayerTaps, grad_sq: dict[int, l
         weight_norm=math.sqrt(sum(weight_sq)) if own else math.nan,
         delta_in=math.sqrt(total(delta_in)), delta_out=math.sqrt(total(delta_out)),
         rms_out=_rms(out_sq, out_n), rms_in=_rms(in_sq, in_n),
-        normalizes=isinstance(layer.module, NORMALIZATION),
+        normalizes=is_known(layer.module) or layer.name in normalizing,
         saturated_frac=total(taps.saturated.get(index)) / out_n if out_n else math.nan,
         dead_frac=_dead_frac(taps.unit_max.get(index)),
         samples_per_unit=taps.samples[index] / trials,  # every call is new data; every trial the same batch
