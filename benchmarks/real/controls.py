@@ -164,6 +164,7 @@ CONTROLS: dict[str, Control] = {c.name: c for c in [
     _hf_control("rwkv", "state-space", hf.RwkvConfig, hf.RwkvForCausalLM, vocab_size=VOCAB, hidden_size=128,
                 num_hidden_layers=4, attention_hidden_size=128, intermediate_size=256, context_length=128),
     _vision("resnet18", lambda: resnet18(width=16)),
+    _vision("resnet_deep", lambda: resnet18(width=8, blocks=6)),  # 4 x 6 basic blocks: 50 conv layers
     _vision("vgg11_bn", lambda: vgg11_bn(width=16)),
     _word_lm("LSTM"),
     _word_lm("Transformer"),

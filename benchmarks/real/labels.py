@@ -83,3 +83,32 @@ def init_is_finite(control) -> bool:
 
 
 __all__ = ["Label", "init_is_finite", "stream_ratio", "train_label"]
+
+
+def gradient_norm(control) -> tuple[float, float]:
+    """(loss, global gradient norm) of a fresh model on batch 0."""
+    model = control.build()
+    inputs, targets = control.batch(0)
+    loss = control.loss(model, inputs, targets)
+    loss.backward()
+    squares = [p.grad.double().pow(2).sum() for p in model.parameters() if p.grad is not None]
+    return float(loss), float(torch.stack(squares).sum().sqrt())
+
+
+#: A broken model explodes at init when its gradient norm is EXPLODED times the healthy control's or more (or
+#: non-finite). A learning rate is too high when the run ends non-finite, or keeps less than half of the progress the
+#: healthy control makes in the same steps (its end loss above the control's end + half the control's drop).
+EXPLODED = 10.0
+
+
+def broken_label(variant, steps: int) -> tuple[bool, dict]:
+    """Whether plain torch confirms `variant.label` ("exploding" or "lr_too_high"), and the evidence."""
+    if variant.label == "exploding":
+        (loss, norm), (_, healthy) = gradient_norm(variant.control), gradient_norm(variant.healthy)
+        ratio = norm / healthy
+        return (not math.isfinite(ratio)) or ratio >= EXPLODED, {"grad_norm_ratio": ratio, "loss_at_init": loss}
+    broken, healthy = train_label(variant.control, steps), train_label(variant.healthy, steps)
+    kept = healthy.end_loss + 0.5 * (healthy.start_loss - healthy.end_loss)
+    lost = not all(math.isfinite(v) for v in broken.losses) or broken.end_loss > kept
+    return healthy.healthy and lost, {"start_loss": broken.start_loss, "end_loss": broken.end_loss,
+                                      "healthy_end_loss": healthy.end_loss}

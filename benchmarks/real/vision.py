@@ -29,12 +29,13 @@ class BasicBlock(nn.Module):
         return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-def resnet18(classes: int = 10, width: int = 64) -> nn.Module:
-    """ResNet-18: a 3x3 stem, four stages of two basic blocks (width, 2w, 4w, 8w), global average pool, linear;
-    He (fan_out) init of the convs, BN weight 1, bias 0 — the paper's and torchvision's init."""
+def resnet18(classes: int = 10, width: int = 64, blocks: int = 2) -> nn.Module:
+    """ResNet-18: a 3x3 stem, four stages of `blocks` basic blocks (width, 2w, 4w, 8w), global average pool, linear;
+    He (fan_out) init of the convs, BN weight 1, bias 0 — the paper's and torchvision's init. `blocks=2` is ResNet-18
+    (the paper's deeper CIFAR nets stack more of the same blocks)."""
     stages, cin = [], width
     for i, cout in enumerate((width, 2 * width, 4 * width, 8 * width)):
-        stages += [BasicBlock(cin, cout, 1 if i == 0 else 2), BasicBlock(cout, cout, 1)]
+        stages += [BasicBlock(cin, cout, 1 if i == 0 else 2)] + [BasicBlock(cout, cout, 1) for _ in range(blocks - 1)]
         cin = cout
     model = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
                           *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes))

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 KINDS = (
     "vanishing_gradient", "exploding_gradient", "saturated_activation", "dead_units",
     "non_finite", "weights_collapsing", "loss_plateau", "loss_divergence", "loss_oscillation", "input_scale",
+    "large_updates",
 )
 SEVERITIES = ("info", "warning", "critical")
 SCOPES = ("depth", "time", "run")

@@ -12,6 +12,7 @@ from gradient_doctor.diagnose.run.divergence import loss_divergence
 from gradient_doctor.diagnose.run.exploding import exploding_gradient
 from gradient_doctor.diagnose.run.non_finite import non_finite
 from gradient_doctor.diagnose.run.plateau import loss_plateau
+from gradient_doctor.diagnose.run.updates import large_updates
 from gradient_doctor.diagnose.run.vanishing import vanishing_gradient
 from gradient_doctor.probe.metrics import LAYER_METRICS
 from gradient_doctor.record.history import History
@@ -231,3 +232,23 @@ def test_a_converged_run_is_not_exploding_whole_or_in_its_late_window():
     (rose,) = exploding_gradient(history(200, loss=hurt, loss_at_start=float(np.median(loss[:5])),
                                          grad_norm=grad[late], nonfinite=nonfinite[late]))
     assert rose.severity == "warning"
+
+
+def stepped(step: float, loss: np.ndarray) -> list:
+    """Two trainable Linear layers with weight norm 2 (layer 0) and 4 (layer 2), each moving `step` of its norm on
+    every 10th step (the update cadence), under `loss`."""
+    steps = len(loss)
+    grad, weight, update = (np.full((steps, len(LAYERS)), np.nan) for _ in range(3))
+    grad[:, [0, 2]] = 1.0
+    weight[::10, 0], weight[::10, 2] = 2.0, 4.0
+    update[::10, 0], update[::10, 2] = 2.0 * step, 4.0 * step
+    return large_updates(history(steps, loss=loss, grad_norm=grad, weight_norm=weight, update_norm=update))
+
+
+def test_steps_that_rewrite_a_tenth_of_the_weights_are_a_learning_rate_far_too_high():
+    barely = np.linspace(6.4, 6.1, 100)  # a loss that keeps a few percent of its start
+    (finding,) = stepped(0.25, barely)
+    assert finding.kind == "large_updates" and finding.severity == "warning"
+    assert finding.remedies[0] == "decrease_lr" and finding.evidence["median_relative_update"] == 0.25
+    assert stepped(0.05, barely) == []  # half the threshold: a fast but healthy step
+    assert stepped(0.25, np.linspace(6.4, 1.0, 100)) == []  # the loss fell below half its start: it learns

@@ -16,6 +16,7 @@ from ...errors import InvalidType, InvalidValue
 from ...probe.batch.calling import Inputs
 from ...probe.batch.measure import measure
 from ...probe.batch.preserve import preserved
+from ..causes import by_cause
 from ..finding import Diagnosis
 from .rules import RULES
 
@@ -53,4 +54,4 @@ def checkup(
         raise InvalidValue("targets were given without a loss_fn: pass loss_fn=... (e.g. nn.CrossEntropyLoss())")
     with preserved(model):
         measurement = measure(model, inputs, targets, loss_fn, trials, seed)
-    return Diagnosis([f for rule in RULES for f in rule(measurement)], measurement)
+    return Diagnosis(by_cause([f for rule in RULES for f in rule(measurement)]), measurement)

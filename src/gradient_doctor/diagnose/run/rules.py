@@ -13,12 +13,13 @@ from .plateau import loss_plateau
 from .saturation import saturated_activation
 from .skipped import persistent_skips
 from .time import through_time
+from .updates import large_updates
 from .vanishing import vanishing_gradient
 from .weights import weights_collapsing
 
 RUN_RULES = (
     non_finite, persistent_skips, vanishing_gradient, through_time, exploding_gradient, saturated_activation,
-    dead_units, weights_collapsing, loss_plateau, loss_divergence, loss_oscillation,
+    dead_units, weights_collapsing, large_updates, loss_plateau, loss_divergence, loss_oscillation,
 )
 
 __all__ = ["RUN_RULES"]

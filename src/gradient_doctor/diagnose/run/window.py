@@ -16,6 +16,7 @@ from pathlib import Path
 from ...errors import InvalidType
 from ...record import RunRecord, load
 from ...record.history import read_history
+from ..causes import by_cause
 from ..finding import Diagnosis
 from .rules import RUN_RULES
 
@@ -33,4 +34,4 @@ def diagnose(run_or_log_dir: RunRecord | str | Path, window: int | None = None) 
             f"got {type(run_or_log_dir).__name__}: {run_or_log_dir!r:.80}"
         )
     history = read_history(run, window)
-    return Diagnosis([finding for rule in RUN_RULES for finding in rule(history)])
+    return Diagnosis(by_cause([finding for rule in RUN_RULES for finding in rule(history)]))

@@ -77,10 +77,11 @@ def make_loss(
     output: Any, targets: Any, loss_fn: Callable | None, seed: int
 ) -> tuple[Tensor, str]:
     """The scalar loss and where it came from: "loss_fn" (`loss_fn(output, targets)`, or `loss_fn(output)` without
-    targets), "output.loss" (an output carrying its own loss, such as a Hugging Face model given labels) or
-    "readout" (the fixed random readout)."""
+    targets, the output as the model returned it: a tensor, or a tuple such as (logits, hidden)), "output.loss" (an
+    output carrying its own loss, such as a Hugging Face model given labels) or "readout" (the fixed random readout
+    of the output's first floating-point tensor)."""
     if loss_fn is not None:
-        loss = loss_fn(output_tensor(output), targets) if targets is not None else loss_fn(output_tensor(output))
+        loss = loss_fn(output, targets) if targets is not None else loss_fn(output)
         source = "loss_fn"
     elif isinstance(getattr(output, "loss", None), Tensor):
         loss, source = output.loss, "output.loss"
