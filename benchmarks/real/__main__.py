@@ -24,7 +24,7 @@ import transformers
 import gradient_doctor as gd
 
 from .broken import BROKEN, Broken
-from .controls import CONTROLS, Control
+from .controls import CONTROLS, Control, optimizer_for, train
 from .labels import broken_label, init_is_finite, stream_ratio, train_label
 
 RESULTS = Path(__file__).parent.parent / "results"
@@ -53,21 +53,11 @@ def checkup_at_init(control: Control, found: list | None = None) -> dict:
 def watched_run(control: Control, steps: int, found: list | None = None) -> dict:
     """Train under gd.watch with live checks; the live and final findings are appended to `found` when given."""
     model = control.build()
-    optimizer = control.optimizer([p for p in model.parameters() if p.requires_grad])
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / control.warmup))
+    optimizer = optimizer_for(control, model)
     live: list[gd.Finding] = []
     started = time.perf_counter()
     with gd.watch(model, optimizer, on_finding=live.append, check_every=CHECK_EVERY) as run:
-        for step in range(steps):
-            inputs, targets = control.batch(step)
-            optimizer.zero_grad(set_to_none=True)
-            loss = control.loss(model, inputs, targets)
-            loss.backward()
-            if control.clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), control.clip)
-            optimizer.step()
-            warmup.step()
-            run.step(loss=loss)
+        train(control, model, optimizer, steps, on_step=lambda loss: run.step(loss=loss))
         final = run.diagnose()
     if found is not None:
         found += live + final.findings

@@ -43,6 +43,37 @@ class Control:
     checkup: dict = field(default_factory=dict)  # extra gd.checkup arguments (targets, loss_fn)
 
 
+def optimizer_for(control: Control, model: nn.Module) -> torch.optim.Optimizer:
+    """The control's optimizer over `model`'s trainable parameters."""
+    return control.optimizer([p for p in model.parameters() if p.requires_grad])
+
+
+def train(control: Control, model: nn.Module, optimizer: torch.optim.Optimizer, steps: int,
+          on_step: Callable[[Tensor], object] | None = None) -> list[float]:
+    """Train `model` for `steps` steps on batches 0..steps-1 with `optimizer` and the control's warm-up and
+    clipping; `on_step(loss)` after each optimizer step. Returns the losses.
+
+    >>> model = CONTROLS["llama"].build()
+    >>> losses = train(CONTROLS["llama"], model, optimizer_for(CONTROLS["llama"], model), steps=100)
+    """
+    model.train()
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / control.warmup))
+    losses = []
+    for step in range(steps):
+        inputs, targets = control.batch(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss = control.loss(model, inputs, targets)
+        loss.backward()
+        if control.clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), control.clip)
+        optimizer.step()
+        warmup.step()
+        if on_step is not None:
+            on_step(loss)
+        losses.append(float(loss))
+    return losses
+
+
 def _hf(config: type, model: type, **settings) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         torch.manual_seed(0)

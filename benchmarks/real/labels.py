@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .controls import optimizer_for, train
+
 MIN_DROP = 0.1  # relative
 
 
@@ -32,20 +34,7 @@ class Label:
 def train_label(control, steps: int) -> Label:
     """Train a fresh `control.build()` for `steps` steps on batches 0..steps-1 with its optimizer and warm-up."""
     model = control.build()
-    model.train()
-    optimizer = control.optimizer([p for p in model.parameters() if p.requires_grad])
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / control.warmup))
-    losses = []
-    for step in range(steps):
-        inputs, targets = control.batch(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss = control.loss(model, inputs, targets)
-        loss.backward()
-        if control.clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), control.clip)
-        optimizer.step()
-        warmup.step()
-        losses.append(float(loss))
+    losses = train(control, model, optimizer_for(control, model), steps)
     start, end = sum(losses[:5]) / 5, sum(losses[-10:]) / 10
     healthy = all(math.isfinite(v) for v in losses) and end < (1 - MIN_DROP) * start
     return Label(healthy, start, end, losses)
