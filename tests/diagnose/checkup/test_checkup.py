@@ -310,3 +310,37 @@ def test_twenty_layer_mlp_checkup_takes_well_under_a_second():
     start = time.perf_counter()
     checkup(model, x)
     assert time.perf_counter() - start < 1.0
+
+
+class ScaledBlock(nn.Module):
+    """A Linear followed by a functional rescale: the rescale is no module checkup can attribute a gain to."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.linear = nn.Linear(width, width, bias=False)
+        nn.init.orthogonal_(self.linear.weight)  # norm-preserving both ways: the layers themselves lose nothing
+
+    def forward(self, x):
+        return 0.05 * self.linear(x)
+
+
+def test_a_loss_between_the_layers_is_said_to_be_unattributed_not_guessed():
+    torch.manual_seed(0)
+    model = nn.Sequential(*[ScaledBlock(16) for _ in range(5)])
+    x = torch.randn(32, 16)
+    # plain torch: the backward signal at the first block's output vs the last's, and the linear maps' own gains
+    outputs = []
+    hooks = [block.linear.register_forward_hook(lambda m, a, out: outputs.append(out)) for block in model]
+    out = model(x)
+    for h in hooks:
+        h.remove()
+    for o in outputs:
+        o.retain_grad()
+    readout = torch.randn_like(out)
+    (out * readout).sum().backward()
+    ratio = float(outputs[0].grad.norm() / outputs[-1].grad.norm())
+    assert ratio < 1e-4  # 0.05 per block, four blocks above the first
+    (finding,) = [f for f in checkup(model, x).findings if f.kind == "vanishing_gradient"]
+    assert finding.evidence["mechanism"] == "unattributed"
+    assert abs(finding.evidence["orders_lost_by_weights"]) < 0.1  # orthogonal maps: no loss of their own
+    assert "cannot attribute" in finding.summary

@@ -43,8 +43,13 @@ def top_layers(layers: list[LayerStats], sign: int) -> list[str]:
 
 def mechanism(budget: Budget, sign: int) -> str:
     """"activation" when activation derivatives account for more of the change (in direction `sign`) than the
-    weight layers, else "weights"."""
+    weight layers, else "weights" — or "unattributed" when what happens between the layers (functional ops such as
+    pooling, F.relu or a rescale, skip connections, custom blocks checkup cannot see into) accounts for more than
+    either: then the finding says so instead of guessing."""
     activation, weights = (sign * budget.by_role[role] for role in ("activation", "weights"))
+    between = sign * budget.remainder if math.isfinite(budget.remainder) else -math.inf
+    if between > max(activation, weights):
+        return "unattributed"
     return "activation" if activation > weights else "weights"
 
 

@@ -30,7 +30,9 @@ def vanishing_gradient(m: Measurement) -> list[Finding]:
     cause = mechanism(b, sign=-1)
     family = activation_family(m.layers)
     remedies = for_vanishing(family, by_activations=cause == "activation")
-    where = "activation derivatives" if cause == "activation" else "weight scale"
+    where = {"activation": "activation derivatives", "weights": "weight scale",
+             "unattributed": f"operations between the layers that checkup cannot attribute to a module (functional "
+                             f"ops, pooling, custom blocks: {-b.remainder:.2f} orders)"}[cause]
     measured = f"the gradient reaching {b.first} is {r:.2g} of the one at {b.last} " \
                f"(depth {b.depth} > 6ξ = {6 * b.xi:.3g} layers)"
     split = f"activation derivatives lose {-b.by_role['activation']:.2f} orders of magnitude, weights " \
