@@ -6,7 +6,7 @@
     >>> control.loss(model, inputs, targets).backward()
 
 Transformers models come from their configs (hidden 128, 4 layers, vocabulary 512; `bert_deep` is the deep case:
-24 layers of width 64), so the weights are each library's own `_init_weights`. Language models train with AdamW
+24 layers of width 64; `t5_small` has T5-small's shape), so the weights are each library's own `_init_weights`. Language models train with AdamW
 and a linear warm-up, the vision models with SGD and momentum (their papers' recipe).
 """
 
@@ -185,6 +185,9 @@ CONTROLS: dict[str, Control] = {c.name: c for c in [
     _hf_control("roberta", "encoder", hf.RobertaConfig, hf.RobertaForMaskedLM, pad_token_id=1, **SMALL),
     _hf_control("t5", "encoder-decoder", hf.T5Config, hf.T5ForConditionalGeneration, vocab_size=VOCAB, d_model=128,
                 d_ff=256, num_layers=4, num_heads=4, d_kv=32, decoder_start_token_id=0, pad_token_id=0),
+    # T5-small's shape: its tied lm_head's gain sqrt(512) is undone by the functional rescale below it
+    _hf_control("t5_small", "encoder-decoder", hf.T5Config, hf.T5ForConditionalGeneration, vocab_size=VOCAB,
+                d_model=512, d_ff=2048, num_layers=6, num_heads=8, d_kv=64, decoder_start_token_id=0, pad_token_id=0),
     _hf_control("bart", "encoder-decoder", hf.BartConfig, hf.BartForConditionalGeneration, vocab_size=VOCAB,
                 d_model=128, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
                 decoder_attention_heads=4, encoder_ffn_dim=256, decoder_ffn_dim=256, max_position_embeddings=128),
