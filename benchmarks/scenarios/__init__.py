@@ -9,8 +9,8 @@ Each family module defines `SCENARIOS: list[Scenario]`; names are unique across 
 
 from __future__ import annotations
 
-from . import cnn, mlp, recurrent, transformer
 from .base import FAMILIES, LABELS, LabelError, Scenario, Setup, evaluate, train, train_step
+from . import cnn, mlp, recurrent, transformer
 
 __all__ = ["SCENARIOS", "select", "Scenario", "Setup", "LabelError", "LABELS", "FAMILIES", "train", "train_step",
            "evaluate"]

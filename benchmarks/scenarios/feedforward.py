@@ -16,18 +16,8 @@ from typing import Callable
 from torch import Tensor, nn
 
 from .base import OPTIMIZERS, Scenario, Setup
-from .checks import (
-    activation_fractions,
-    dead_unit_fractions,
-    first_last_ratio,
-    first_non_finite,
-    gradient_norms,
-    input_stats,
-    loss_change,
-    require,
-    standardised,
-    trace,
-)
+from .checks import (dead_unit_fractions, first_last_ratio, first_non_finite, gradient_norms,
+                     input_stats, loss_change, activation_fractions, require, standardised, trace)
 
 DATASETS = ("digits", "mnist1d")
 
@@ -37,7 +27,7 @@ Data = tuple[Tensor, Tensor, Tensor, Tensor]   # x_train, y_train, x_test, y_tes
 
 @lru_cache(maxsize=None)
 def _split(name: str) -> Data:
-    from gradient_doctor.lab.datasets import digits, mnist1d  # data only, and only when a scenario is made
+    from gradient_doctor.lab.datasets import digits, mnist1d   # data only, and only when a scenario is made
 
     if name == "digits":
         return tuple(digits(seed=0))

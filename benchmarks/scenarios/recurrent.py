@@ -16,21 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from .base import Scenario, Setup
-from .sequence_common import (
-    Data,
-    adding_data,
-    bad_scale_check,
-    dead_check,
-    exploding_check,
-    healthy_check,
-    non_finite_check,
-    plateau_check,
-    saturation_check,
-    sequence_setup,
-    sum_sign_data,
-    time_ratio,
-    vanishing_check,
-)
+from .sequence_common import (Data, adding_data, bad_scale_check, dead_check, exploding_check, healthy_check,
+                              non_finite_check, plateau_check, saturation_check, sequence_setup, sum_sign_data,
+                              time_ratio, vanishing_check)
 
 SUM, ADD = 30, 100   # sequence lengths of the sum-sign task and the adding problem
 

@@ -20,18 +20,8 @@ from torch import Tensor, nn
 from gradient_doctor.lab.sequences import adding
 
 from .base import OPTIMIZERS, Setup
-from .checks import (
-    activation_fractions,
-    first_last_ratio,
-    first_non_finite,
-    gradient_norms,
-    input_stats,
-    loss_change,
-    require,
-    standardised,
-    time_gradient_norms,
-    trace,
-)
+from .checks import (activation_fractions, first_last_ratio, first_non_finite, gradient_norms, input_stats,
+                     loss_change, require, standardised, time_gradient_norms, trace)
 
 Data = tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]
 Check = Callable[[Setup], str]

@@ -15,19 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from .base import Scenario, Setup
-from .sequence_common import (
-    Data,
-    bad_scale_check,
-    dead_check,
-    depth_ratio,
-    exploding_check,
-    healthy_check,
-    non_finite_check,
-    plateau_check,
-    sequence_setup,
-    sum_sign_data,
-    vanishing_check,
-)
+from .sequence_common import (Data, bad_scale_check, dead_check, depth_ratio, exploding_check, healthy_check,
+                              non_finite_check, plateau_check, sequence_setup, sum_sign_data, vanishing_check)
 
 TOKENS, FEATURES, WIDTH = 16, 8, 32
 
