@@ -10,6 +10,7 @@
 """
 
 from ._version import __version__
+from .autotrain import AutoTrainResult, autotrain
 from .diagnose import Diagnosis, Finding, checkup, diagnose
 from .errors import (
     CheckupError, DistributedProbeError, GradientDoctorError, InvalidType, InvalidValue, NotApplicable, RecordError,
@@ -18,6 +19,7 @@ from .errors import (
 from .probe.batch.normalizers import register_normalization
 from .report import report, to_tensorboard
 from .treat import Treatment, clip, remedies, treat
+from .treat.guard import Guard
 from .watch import Run, load, watch
 
 
@@ -44,6 +46,8 @@ __all__ = [
     "Run",
     "load",
     "watch",
+    "autotrain",
+    "AutoTrainResult",
     "checkup",
     "register_normalization",
     "diagnose",
@@ -55,6 +59,7 @@ __all__ = [
     "Treatment",
     "remedies",
     "clip",
+    "Guard",
     "NotApplicable",
     "UnsafeRemedy",
 ]

@@ -14,7 +14,7 @@ import os
 import platform
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -32,8 +32,10 @@ from .errors import InvalidType, InvalidValue
 from .probe import SATURATION_EPS, Cadence, Probe
 from .probe.distributed import from_writer, is_writer
 from .record import LayerInfo, ParamInfo, RunRecord, RunStore
+from .record.store import as_path
 from .report.plots import plot
 from .report.terminal import summary_table
+from .treat.guard import ActiveGuard, Guard, guard_options
 
 
 class Run(RunRecord):
@@ -43,6 +45,13 @@ class Run(RunRecord):
     >>> run = gd.load("runs/a")
     >>> run.diagnose().findings, run.plot("grad_flow", "flow.png")
     """
+
+    guard: ActiveGuard | None = None  # the in-loop guard of a live run watched with guard=True
+
+    def step(self, loss: Any = None, **metrics: Any) -> None:
+        super().step(loss, **metrics)
+        if self.guard is not None and loss is not None:
+            self.guard.on_loss(loss)
 
     def summary(self) -> "rich.table.Table":
         """A rich table of the latest recorded values per layer (print it, or `rich.print` it)."""
@@ -63,7 +72,8 @@ class Run(RunRecord):
 
 
 def load(log_dir: str | Path) -> Run:
-    """Reopen a recorded run read-only (safe in another process, even while it trains).
+    """Reopen a recorded run read-only (safe in another process, even while it trains), as a snapshot: the steps
+    recorded when it was loaded (load again to see later ones).
 
     >>> run = gd.load("runs/a")
     >>> run.history("grad_norm", layer="0")
@@ -89,11 +99,13 @@ def watch(
     check_every: int | None = None,
     tensorboard: str | Path | None = None,
     live: bool = False,
+    guard: bool | Guard = False,
 ) -> Run:
     """Watch `model` while it trains; returns a live `Run` (a context manager; or call `run.close()`).
 
     Steps are counted by `optimizer.step()` when an optimizer is given (gradient statistics are
-    taken on the gradients it is about to apply: accumulated, and unscaled by a GradScaler), else by
+    taken on the gradients it is about to apply: accumulated, unscaled by a GradScaler, and with
+    `optimizer.step(closure)` (LBFGS) those of the closure's first evaluation), else by
     `run.step()`. Cadences (0 switches a group off): gradient norms and non-finite counts every
     `every` steps (one pass over each gradient); max |g|, zero fractions and weight norms every
     `detail_every` steps; update norms ‖Δw‖ every `update_every` steps (exact for parameters of up to 4,096
@@ -111,6 +123,12 @@ def watch(
     events (the `[tensorboard]` extra; per-layer scalars at the detail cadence, loss every step; on resume from
     the first new step; see `report/tensorboard.py`); `live=True` draws a rich panel of the
     layers' gradient bars and recent findings, redrawn at most twice a second from the record (`report/live.py`).
+
+    `guard=True` (or `gd.Guard(...)` for its settings) acts in the loop and records each action in
+    `run.interventions`: an update with inf/NaN gradients is skipped, a gradient-norm spike against the run's own
+    running level is clipped to that level, and a loss that diverges (fed by `run.step(loss=...)`) rolls the model
+    and optimizer back to the last good state with a lower learning rate. See `treat/guard.py` for the rules and
+    their cost (two numbers read to the host per step).
     """
     if not isinstance(model, nn.Module):
         raise InvalidType(f"gd.watch expects a torch.nn.Module as `model`, got {type(model).__name__}: {model!r:.80}")
@@ -128,10 +146,15 @@ def watch(
     _check_period("update_every", update_every)
     _check_period("activation_every", activation_every)
     _check_period("flush_every", flush_every, allow_zero=False)
+    _check_options(model, optimizer, log_dir, resume, activations, saturation_eps)
     monitor = None
     if on_finding is not None or stop_on or check_every is not None:
         monitor = LiveMonitor(on_finding, stop_on, flush_every if check_every is None else check_every)
 
+    guarding = guard_options(guard)
+    if guarding is not None and optimizer is None:
+        raise InvalidValue("gd.watch: guard=True needs the optimizer (gd.watch(model, optimizer, guard=True)): the "
+                           "guard acts on optimizer.step()")
     _check_views(tensorboard, live)  # on every rank, before anything is written: a bad value fails everywhere
     # distributed (DDP/FSDP): call watch on every rank; rank 0 writes log_dir, the others keep memory
     store = RunStore.create(log_dir if is_writer() else None, resume=resume)
@@ -152,10 +175,13 @@ def watch(
         # last, once nothing else can fail: a writer made earlier would leak its thread and events file
         listeners = _live_views(tensorboard, live, first_step, detail_every or 50) if is_writer() else []
     except BaseException:
-        store.close()
+        store.discard()  # a failed start leaves no record behind: the retry on this log_dir works
         raise
     probe.attach()
     run = Run(store, probe, flush_every=flush_every)
+    if guarding is not None:
+        run.guard = ActiveGuard(guarding, probe, run.note_intervention)
+        probe.on_gradients = run.guard.on_gradients
     if monitor is not None:
         run.attach_monitor(monitor)
     for listener in listeners:
@@ -171,6 +197,8 @@ def _check_views(tensorboard: str | Path | None, live: bool) -> None:
         if not isinstance(tensorboard, (str, os.PathLike)):
             raise InvalidType(f"gd.watch: tensorboard must be a directory (str or Path) or None, "
                             f"got {type(tensorboard).__name__}")
+        if Path(tensorboard).exists() and not Path(tensorboard).is_dir():
+            raise InvalidValue(f"gd.watch: tensorboard must be a directory, got {str(tensorboard)!r}, a file")
         from .report.tensorboard import require_tensorboard
 
         require_tensorboard()
@@ -189,6 +217,37 @@ def _live_views(tensorboard: str | Path | None, live: bool, first_step: int, lay
 
         views.append(TensorBoardListener(tensorboard, first_step=first_step, layer_every=layer_every))
     return views
+
+
+def _check_options(
+    model: nn.Module, optimizer: torch.optim.Optimizer | None, log_dir: object, resume: object, activations: object,
+    saturation_eps: object,
+) -> None:
+    """The options that are neither a cadence nor a view are usable, and the optimizer trains this model."""
+    if log_dir is not None:
+        as_path(log_dir, "gd.watch: log_dir")
+    for name, flag in (("resume", resume), ("activations", activations)):
+        if not isinstance(flag, bool):
+            raise InvalidType(f"gd.watch: {name} must be True or False, got {type(flag).__name__}: {flag!r:.40}")
+    eps = f"a number in (0, 0.5): the fraction of an activation's output range next to each bound that counts as " \
+          f"saturated (default {SATURATION_EPS})"
+    if isinstance(saturation_eps, bool) or not isinstance(saturation_eps, (int, float)):
+        raise InvalidType(f"gd.watch: saturation_eps must be {eps}; got {type(saturation_eps).__name__}: "
+                          f"{saturation_eps!r:.40}")
+    if not 0 < saturation_eps < 0.5:  # also NaN
+        raise InvalidValue(f"gd.watch: saturation_eps must be {eps}; got {saturation_eps!r}")
+    lazy = [name for name, p in model.named_parameters() if isinstance(p, nn.parameter.UninitializedParameter)]
+    if lazy:
+        raise InvalidValue(f"gd.watch: {type(model).__name__} has lazy parameters not materialised yet ({lazy[0]}, "
+                           f"{len(lazy)} in all): run one forward pass first, then call gd.watch")
+    if optimizer is not None:
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if not any(id(p) in held for p in model.parameters()):
+            raise InvalidValue(
+                f"gd.watch: the optimizer ({type(optimizer).__name__}) holds none of {type(model).__name__}'s "
+                f"{len(list(model.parameters()))} parameter tensors: it trains another model. Pass the optimizer "
+                "built from this model's parameters."
+            )
 
 
 def _check_period(name: str, value: int, *, allow_zero: bool = True) -> None:

@@ -4,17 +4,14 @@ untreated one)."""
 
 from __future__ import annotations
 
-import copy
 import math
-from functools import partial
 
 import pytest
 import torch
 from torch import nn
 
 from benchmarks import repair
-from benchmarks.scenarios import SCENARIOS, Scenario, Setup
-from gradient_doctor.lab.datasets import digits
+from benchmarks.scenarios import SCENARIOS, Scenario
 
 
 def test_success_criterion_hand_computed():
@@ -65,18 +62,6 @@ def test_aggregate_hand_computed():
     assert summary["errors"] == {"e": "RuntimeError: boom"}
 
 
-def test_follow_advice_scales_every_group_by_the_first_lr_advice():
-    a, b = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2))
-    optimizer = torch.optim.SGD([{"params": [a], "lr": 1e-3}, {"params": [b], "lr": 1e-2}])
-    assert repair.follow_advice(optimizer, ["decrease_weight_decay", "increase_lr", "decrease_lr"]) == \
-        ("increase_lr", 10.0)
-    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-2, 1e-1])
-    assert repair.follow_advice(optimizer, ["decrease_lr"]) == ("decrease_lr", 0.1)
-    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-3, 1e-2])
-    assert repair.follow_advice(optimizer, ["decrease_weight_decay"]) == (None, 1.0)
-    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([1e-3, 1e-2])
-
-
 def test_a_scenario_that_raises_is_a_recorded_failure():
     def broken_make():
         raise RuntimeError("cannot build")
@@ -84,8 +69,10 @@ def test_a_scenario_that_raises_is_a_recorded_failure():
     scenario = Scenario("raises", "mlp", "vanishing", "dev", steps=5, make=broken_make, check=lambda s: "",
                         reference="mlp_relu_healthy")
     row = repair.repair(scenario, _FixedReferences(0.9))
-    assert row["success"] is False and row["error"] == "RuntimeError: cannot build"
-    assert repair.aggregate([row])["errors"] == {"raises": "RuntimeError: cannot build"}
+    assert row["error"] == "RuntimeError: cannot build"
+    flat = repair.arm_rows([row], "autotrain")
+    assert flat[0]["success"] is False
+    assert repair.aggregate(flat)["errors"] == {"raises": "RuntimeError: cannot build"}
 
 
 class _FixedReferences(repair.References):
@@ -95,29 +82,6 @@ class _FixedReferences(repair.References):
     def __init__(self, value: float) -> None:
         super().__init__()
         self.value = value
-
-
-def test_a_plateau_the_checkup_cannot_see_is_found_by_the_watch_and_its_advice_followed():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
-    x, y, x_test, y_test = digits(seed=0)
-    setup = Setup(model, partial(torch.optim.Adam, lr=1e-5), nn.CrossEntropyLoss(), (x, y), (x_test, y_test),
-                  "classification")
-    initial = copy.deepcopy(model)
-    done = repair.treated_arm(setup, steps=40)
-    # round 1 finds the plateau; round 2, restarted at lr x lr_factor, is healthy and trains on to 40 steps
-    assert done["watched"] == [["loss_plateau (warning)"], []] and done["rounds"] == 2
-    factor = done["lr_factor"]
-    assert (done["applied"], done["advice_followed"]) == ([], f"increase_lr x{factor:g}") and factor >= 10
-    # 40 steps of plain Adam at lr 1e-5 x factor from the initial weights, computed here by hand
-    optimizer = torch.optim.Adam(initial.parameters(), lr=1e-5 * factor)
-    for step in range(40):
-        inputs, targets = setup.batch(step)
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(initial(inputs), targets).backward()
-        optimizer.step()
-    for mine, theirs in zip(initial.parameters(), setup.model.parameters()):
-        torch.testing.assert_close(theirs, mine)
 
 
 def _plain_torch_accuracy(name: str, steps: int) -> float:
@@ -136,15 +100,16 @@ def _plain_torch_accuracy(name: str, steps: int) -> float:
 
 
 def test_quick_subset_meets_the_floor():
-    scenarios = repair.chosen("test", quick=True, names=None)
-    assert [s.name for s in scenarios] == list(repair.QUICK)
-    rows = repair.run_all(scenarios)
-    summary = repair.aggregate(rows)
+    broken, healthy = repair.chosen("test", quick=True, names=None)
+    assert [s.name for s in broken] == list(repair.QUICK) and healthy == []
+    rows, _ = repair.run_all(broken, arms=("autotrain",))
+    flat = repair.arm_rows(rows, "autotrain")
+    summary = repair.aggregate(flat)
     assert summary["errors"] == {}
-    assert summary["success_rate"] >= 0.75, [(r["name"], r["applied"], r["treated"], r["reference"]) for r in rows]
-    for row in rows:
-        assert row["gain"] > 0, (row["name"], row["untreated"], row["treated"])
-        assert row["time_ratio"] > 0
+    assert summary["success_rate"] >= 0.75, [(r["name"], r["rounds"], r["metric"]) for r in flat]
+    for row, arm in zip(rows, flat):
+        assert arm["gain"] > 0, (row["name"], row["untreated"], arm["metric"])
+        assert arm["time_ratio"] > 0
     first = rows[0]  # its reference arm against a hand-written training loop
     assert first["reference"] == pytest.approx(_plain_torch_accuracy(SCENARIOS[first["name"]].reference,
                                                                     SCENARIOS[first["name"]].steps), abs=0.01)

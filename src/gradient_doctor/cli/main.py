@@ -7,12 +7,16 @@
     $ gradient-doctor treat mypkg.models:build --input-shape 32 784 --out treated.pt
     $ gradient-doctor lab he2015 --quick   # reproduce a claim of the literature (see docs/seed-claims.md)
     $ gradient-doctor --version
+
+Exit status: 0 done (and healthy), 1 findings (checkup, treat), 2 an error, said in one line on stderr
+(`--traceback` adds where an unexpected one came from).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 from rich.console import Console
 
@@ -29,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gradient-doctor", description="Find, explain and treat vanishing and exploding gradients."
     )
     parser.add_argument("--version", action="version", version=f"gradient-doctor {__version__}")
+    parser.add_argument("--traceback", action="store_true", help="print the traceback of an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     show = commands.add_parser("show", help="print the summary of a recorded run and its diagnosis")
@@ -46,6 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def show_interventions(run, console: Console, limit: int = 20) -> None:
+    """The guard's actions (gd.watch(..., guard=True)), one line each, the first `limit` of them."""
+    actions = run.interventions
+    if not actions:
+        return
+    console.print(f"The guard acted {len(actions)} time(s):")
+    for action in actions[:limit]:
+        console.print(f"  {action}", markup=False, highlight=False)
+    if len(actions) > limit:
+        console.print(f"  ... and {len(actions) - limit} more (run.interventions)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console()
@@ -56,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             run = load(args.log_dir)
             console.print(run.summary())
             console.print(run.diagnose())
+            show_interventions(run, console)
         elif args.command == "demo":
             from ..lab.demo import run_demo
 
@@ -77,9 +95,18 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_treat(args, console)
     except GradientDoctorError as err:
-        console.print(f"[bold red]error:[/] {err}")
-        return 2
+        return _error(str(err))
+    except Exception as err:  # the user's model or batch, or a bug: exit 2 (an error), never 1 (findings)
+        if args.traceback:
+            traceback.print_exc()
+        return _error(f"{type(err).__name__}: {err}" + ("" if args.traceback else " (--traceback shows where)"))
     return 0
+
+
+def _error(message: str) -> int:
+    """Say `message` as one line on stderr; the exit status of an error."""
+    print(f"gradient-doctor: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ class Probe:
         self.time = time if time is not None and time.recurrent else None  # only models with RNN/LSTM/GRU
         for armed in (self.activations, self.time):
             if armed is not None:
-                armed.on_error = self._fail
+                armed.on_error = self._forward_failed
         self._width = len(LAYER_METRICS) * len(self.layers) + len(PARAM_METRICS) * len(self.params)
         self.first_step = first_step
         self.step = first_step
@@ -130,6 +130,7 @@ class Probe:
         self.forwards = 0  # grad-enabled forward passes of the whole model (tells iterations apart)
         self.disabled = False
         self.on_step_start = None  # called with no arguments as each optimizer step begins
+        self.on_gradients = None  # called with no arguments once the step's gradient statistics are taken
         #: True once the owner calls before_optimizer_step() itself (a framework hook after backward):
         #: optimizer.step()'s pre-hook then leaves the step's start to it
         self.external_step_start = False
@@ -184,10 +185,34 @@ class Probe:
         if self.on_step_start is not None:
             self.on_step_start()
         self._guard(self._before_step)
+        if self.on_gradients is not None:  # the in-loop guard (treat/guard.py): may clip or drop the gradients
+            self.on_gradients()
 
-    def _step_pre_hook(self, *_) -> None:
-        if not self.external_step_start:
+    def _step_pre_hook(self, optimizer, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        if self.external_step_start:
+            return None
+        closure = args[1] if len(args) > 1 else kwargs.get("closure")  # args[0] is the optimizer
+        if closure is None:
             self.before_optimizer_step()
+            return None
+        # optimizer.step(closure) (LBFGS, or any optimizer given one): the gradients are computed inside the
+        # closure, so the step starts right after its first evaluation, at the weights the step starts from
+        measured = self._start_after(closure)
+        return ((args[0], measured, *args[2:]), kwargs) if len(args) > 1 else (args, kwargs | {"closure": measured})
+
+    def _start_after(self, closure):
+        """`closure`, which begins the step (`before_optimizer_step`) after its first call returns."""
+        started = False
+
+        def measured(*args, **kwargs):
+            nonlocal started
+            loss = closure(*args, **kwargs)
+            if not started and not self.external_step_start:
+                started = True
+                self.before_optimizer_step()
+            return loss
+
+        return measured
 
     def after_optimizer_step(self) -> None:
         """Optimizer step post-hook: update norms, weight norms, activations; completes the step."""
@@ -200,6 +225,9 @@ class Probe:
 
     def _complete(self) -> None:
         self._guard(self._finish_step)
+        if self.disabled:  # switched off (now or earlier): the step and its loss are still recorded, unmeasured
+            values = torch.full((self._width,), float("nan"), dtype=torch.float64, device=self.device)
+            self.completed.append(StepVector(self.step, time.time(), (), values))
         self.step += 1  # steps are counted even when the probe has switched itself off
         self._arm_activations()
 
@@ -246,6 +274,20 @@ class Probe:
         bad_inputs, self._bad_inputs = self._bad_inputs, None
         self.completed.append(StepVector(self.step, time.time(), tuple(measured), values,
                                          histograms if "detail" in measured else None, bad_inputs))
+
+    def gradient_totals(self) -> Tensor:
+        """Float64 [sum of squares of every gradient entry, count of non-finite entries] of the coming step, on
+        the device (no sync): from the step's statistics when this step measured them, else one pass now.
+
+            >>> squares, nonfinite = probe.gradient_totals().tolist()
+        """
+        if self._gradient_rows is not None:
+            per_param = self._gradient_rows[1]
+        else:
+            grads = self.tensors if self.shards is None else self.shards.grads
+            reduce = None if self.shards is None else self._reduce_grad_stats
+            per_param = gradient_blocks(grads, self.rollup, self.numel, detail=False, reduce=reduce)[1]
+        return torch.stack([per_param[0].square().nansum(), per_param[1].nansum()])
 
     @property
     def _local(self) -> list[Tensor]:
@@ -298,6 +340,23 @@ class Probe:
             fn(*args, **kwargs)
         except Exception as err:
             self._fail(err)
+
+    def _forward_failed(self, err: Exception) -> None:
+        """A forward hook (activation or time statistics) failed: those stop, NaN from now on; gradient, weight and
+        update statistics go on. In a distributed run the whole probe stops instead (see `_fail`)."""
+        if distributed():
+            self._fail(err)
+            return
+        for probe in (self.activations, self.time):
+            if probe is not None:
+                probe.disarm()
+        self.activations = self.time = None
+        warnings.warn(
+            f"gradient-doctor: activation statistics hit an internal error and are switched off (NaN from step "
+            f"{self.step} on); gradients, weights and updates are still recorded. Error: {type(err).__name__}: {err}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def _fail(self, err: Exception) -> None:
         if self.disabled:

@@ -6,13 +6,14 @@
 
 from pathlib import Path
 
-from .run import RunRecord
+from .run import Intervention, RunRecord
 from .schema import SCHEMA_VERSION
 from .store import LayerInfo, ParamInfo, RunStore
 
 
 def load(log_dir: str | Path) -> RunRecord:
-    """Reopen a recorded run read-only (safe in another process, even while it trains).
+    """Reopen a recorded run read-only (safe in another process, even while it trains), as a snapshot: the steps
+    recorded when it was loaded (load again to see later ones).
 
     >>> run = gd.load("runs/a")
     >>> run.history("grad_norm", layer="0")
@@ -20,4 +21,4 @@ def load(log_dir: str | Path) -> RunRecord:
     return RunRecord(RunStore.open_readonly(log_dir))
 
 
-__all__ = ["RunRecord", "RunStore", "LayerInfo", "ParamInfo", "SCHEMA_VERSION", "load"]
+__all__ = ["Intervention", "RunRecord", "RunStore", "LayerInfo", "ParamInfo", "SCHEMA_VERSION", "load"]

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,6 +37,23 @@ if TYPE_CHECKING:
     import pandas
 
 
+@dataclass(frozen=True)
+class Intervention:
+    """One action of the in-loop guard (`gd.watch(..., guard=True)`) at an optimizer step.
+
+    >>> run.interventions[0]
+    Intervention(step=41, kind='skipped_update', detail={'nonfinite': 12.0})
+    """
+
+    step: int
+    kind: str  # "skipped_update", "clipped_spike" or "rolled_back"
+    detail: dict
+
+    def __str__(self) -> str:
+        told = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.detail.items())
+        return f"step {self.step}: {self.kind.replace('_', ' ')}" + (f" ({told})" if told else "")
+
+
 class RunRecord:
     """A run record with its reading API; a live run also holds the probe and takes `step()` calls."""
 
@@ -44,6 +62,7 @@ class RunRecord:
         self._probe = probe
         self._flush_every = flush_every
         self._scalars: list[tuple[int, str, Any]] = []
+        self._interventions: list[tuple[int, str, dict]] = []  # the guard's, not yet written
         self._positions_written: list[int] | None = None
         self._flush_failed = False
         self._closed = probe is None
@@ -91,16 +110,14 @@ class RunRecord:
     def take_gradients(self) -> None:
         """Take the coming optimizer step's gradient statistics now, not in `optimizer.step()`'s pre-hook.
 
-            >>> def closure():
-            ...     optimizer.zero_grad(); loss = loss_fn(model(x), y); loss.backward()
+            >>> def on_before_optimizer_step(self, trainer, module, optimizer):   # a framework callback
             ...     run.take_gradients()          # the gradients this step will apply
-            ...     return loss
-            >>> optimizer.step(closure)
 
-        For loops whose `optimizer.step(closure)` runs backward inside the closure, after the pre-hook
-        (Lightning: call it from `on_before_optimizer_step`). From the first call on, the pre-hook
-        leaves each step's start to this call; the step still completes in the post-hook. Needs a run
-        watched with an optimizer.
+        For frameworks that compute the gradients after `optimizer.step()`'s pre-hook and say when they are ready
+        (Lightning calls `on_before_optimizer_step` inside its closure). A plain `optimizer.step(closure)`
+        (LBFGS) needs no call: the step's statistics are taken right after the closure's first evaluation.
+        From the first call on, the pre-hook leaves each step's start to this call; the step still completes
+        in the post-hook. Needs a run watched with an optimizer.
         """
         probe = self._live_probe("take_gradients()")
         if probe.optimizer is None:
@@ -142,17 +159,34 @@ class RunRecord:
             return
         vectors, self._probe.completed = self._probe.completed, []
         scalars, self._scalars = self._scalars, []
-        if not vectors and not scalars:
+        interventions, self._interventions = self._interventions, []
+        if not vectors and not scalars and not interventions:
             return
         try:
-            self._write(vectors, scalars)
+            self._write(vectors, scalars, interventions)
         except BaseException:  # keep the steps for a later flush (close() retries)
             self._probe.completed[:0] = vectors
             self._scalars[:0] = scalars
+            self._interventions[:0] = interventions
             raise
         self._tell_listeners("flushed")
 
-    def _write(self, vectors: list, scalars: list[tuple[int, str, Any]]) -> None:
+    def note_intervention(self, step: int, kind: str, **detail: float | int | str) -> None:
+        """Record an action the guard took at `step` (written with the next flush; host values only).
+
+            >>> run.note_intervention(41, "skipped_update", nonfinite=12.0)
+        """
+        self._live_probe("note_intervention()")
+        self._interventions.append((int(step), kind, detail))
+
+    @property
+    def interventions(self) -> list[Intervention]:
+        """Every action of the in-loop guard, in step order (empty without `guard=True`)."""
+        self._sync_for_read()
+        return [Intervention(step, kind, detail) for step, kind, detail in self._store.interventions()]
+
+    def _write(self, vectors: list, scalars: list[tuple[int, str, Any]],
+               interventions: list[tuple[int, str, dict]] = ()) -> None:
         # the probe's count of inf/NaN input entries per step, a run-level series like the loss
         scalars = scalars + [(v.step, INPUT_NONFINITE, v.input_nonfinite) for v in vectors
                              if v.input_nonfinite is not None]
@@ -178,7 +212,7 @@ class RunRecord:
         positions = self._probe.forward_order if self._probe.call_order else None
         if positions == self._positions_written:
             positions = None
-        self._store.write_flush(positions, [(v.step, v.time, v.groups) for v in vectors], blobs, rows)
+        self._store.write_flush(positions, [(v.step, v.time, v.groups) for v in vectors], blobs, rows, interventions)
         if positions is not None:
             self._positions_written = positions
 
@@ -303,11 +337,11 @@ class RunRecord:
     def history(self, metric: str, layer: str | None = None, *, since: int | None = None) -> np.ndarray:
         """A metric over the recorded steps: steps × layers (forward order), or steps for one layer,
         one parameter tensor (``layer="fc1.weight"``) or a run-level metric such as ``loss``.
-        NaN where a step did not measure the metric. `since`: only the steps ≥ it (rows as in
-        `run.steps[run.steps >= since]`), read without touching the earlier ones."""
+        NaN where a step did not measure the metric (``loss`` too, before any is recorded). `since`: only the
+        steps ≥ it (rows as in `run.steps[run.steps >= since]`), read without touching the earlier ones."""
         self._sync_for_read()
         steps = self._store.steps(since)
-        if metric in self._store.scalar_names() and metric not in LAYER_METRICS:
+        if metric == "loss" or metric in self._store.scalar_names() and metric not in LAYER_METRICS:
             if layer is not None:
                 raise InvalidValue(f"{metric!r} is a run-level metric; it has no per-layer values (got layer={layer!r})")
             return _align(steps, *self._store.scalar(metric, since))
@@ -367,7 +401,7 @@ class RunRecord:
         return frame
 
     def __repr__(self) -> str:
-        state = "live" if not self._closed else "closed"
+        state = "starting" if self._store.starting else "live" if not self._closed else "closed"
         where = self.log_dir or "memory"
         return f"Run({where}, {len(self.steps)} steps, {len(self.layers)} layers, {state})"
 
@@ -376,10 +410,18 @@ class RunRecord:
             self.flush()
 
 
+#: run-level series the record writes itself: run.step() may not give a metric one of these names (nor a per-layer one)
+_RESERVED = ("skipped", INPUT_NONFINITE)
+
+
 def _checked_metrics(values: dict[str, Any]) -> dict[str, Any]:
     """The metrics given to run.step(), scalar tensors detached (still on their device), None dropped."""
     checked = {}
     for name, value in values.items():
+        if name in LAYER_METRICS or name in _RESERVED:
+            kind = "a per-layer metric" if name in LAYER_METRICS else "a series the record keeps itself"
+            raise InvalidValue(f"run.step: a metric may not be named {name!r}, the name of {kind}; "
+                               f"rename it (e.g. 'my_{name}')")
         if value is None:
             continue
         if isinstance(value, torch.Tensor):

@@ -16,6 +16,9 @@ Tables (documented in docs/record.md):
   metric for every layer (or parameter) in idx order, as little-endian float64 (NaN: not measured).
   Entity ``hist``, metric ``grad_log10``: the per-layer gradient histograms of a detail step (record/histograms.py);
   an addition within version 1 that older readers skip (they read series by entity and metric).
+* ``interventions(step, kind, detail)`` — what the in-loop guard did (``gd.watch(..., guard=True)``): ``kind`` is
+  ``skipped_update``, ``clipped_spike`` or ``rolled_back``; ``detail`` is a JSON object of numbers and strings.
+  An addition within version 1: a record without the table has no interventions.
 
 Nothing in the record is pickled; readers decode blobs with ``numpy.frombuffer``.
 """
@@ -42,4 +45,5 @@ CREATE TABLE IF NOT EXISTS step_values (
 CREATE TABLE IF NOT EXISTS series (
     step INTEGER NOT NULL, entity TEXT NOT NULL, metric TEXT NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (entity, metric, step)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS interventions (step INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
 """

@@ -5,12 +5,15 @@
     >>> reader.series("layer", "grad_norm")                  # (steps, array steps × layers)
 
 Each flush is one transaction; with WAL and ``synchronous=NORMAL`` a committed flush survives the
-process being killed (SIGKILL): at most the steps not yet flushed are lost.
+process being killed (SIGKILL): at most the steps not yet flushed are lost. A reader is a snapshot: it reads the
+steps up to the last one written when it was opened, however many flushes land while it reads, and a record
+whose header is not written yet reads as `starting` (no layers, no steps). One writer per log_dir (record/lock.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from itertools import zip_longest
@@ -18,8 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RecordError
+from ..errors import InvalidType, RecordError
+from .lock import WriterLock
 from .schema import BLOB_DTYPE, DDL, FILENAME, FORMAT, SCHEMA_VERSION
+
+_NO_BOUND = 2**63 - 1  # a writer reads every step it wrote
 
 
 @dataclass(frozen=True)
@@ -50,56 +56,100 @@ class RunStore:
         self.path = path
         self.writable = writable
         self._names: set[str] | None = None  # scalar names, cached by the writer (only it adds any)
+        self._last = _NO_BOUND  # the last step a reader reads (its snapshot); -1: none
+        self.starting = False  # a reader of a record whose header is not written yet
+        self._lock: WriterLock | None = None
+        self._made: tuple[Path, ...] = ()  # what `create` made for a new record: `discard()` removes it
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
     def create(cls, log_dir: str | Path | None, *, resume: bool = False) -> "RunStore":
-        """Open a record for writing; an existing record is an error unless `resume`."""
+        """Open a record for writing, holding the log_dir's writer lock until `close()`; an existing record is an
+        error unless `resume`. `discard()` instead of `close()` removes what a start that failed made."""
         if log_dir is None:
             store = cls(sqlite3.connect(":memory:", check_same_thread=False), None, writable=True)
             store._db.executescript(DDL)
             return store
-        directory = Path(log_dir)
+        directory = as_path(log_dir, "gd.watch: log_dir")
         path = directory / FILENAME
+        try:
+            made = () if directory.is_dir() else (directory,)
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RecordError(f"cannot write a run record in {str(directory)!r}: {err}") from err
+        lock = WriterLock.acquire(directory)
         if path.exists() and not resume:
+            lock.release()
             raise RecordError(
                 f"log_dir {str(directory)!r} already holds a run record ({path.name}). "
                 "Pass resume=True to append to it, or choose a new log_dir."
             )
+        existed = path.exists()
         try:
-            directory.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(path, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-        except (OSError, sqlite3.Error) as err:
+        except sqlite3.Error as err:
+            lock.release()
             raise RecordError(f"cannot write a run record in {str(directory)!r}: {err}") from err
         store = cls(connection, path, writable=True)
-        if path.exists() and resume and store._has_meta():
-            store._check_format()
-        else:
-            try:
+        store._lock = lock
+        store._made = made + (() if existed else (path, Path(f"{path}-wal"), Path(f"{path}-shm"), lock.path))
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            if existed and store._has_meta():
+                store._check_format()
+            else:
                 connection.executescript(DDL)
-            except sqlite3.Error as err:
-                raise RecordError(f"cannot write a run record in {str(directory)!r}: {err}") from err
+        except (sqlite3.Error, RecordError) as err:
+            store.discard()
+            raise err if isinstance(err, RecordError) else RecordError(
+                f"cannot write a run record in {str(directory)!r}: {err}") from err
         return store
 
     @classmethod
     def open_readonly(cls, log_dir: str | Path) -> "RunStore":
-        """Open an existing record read-only; a missing, corrupt or foreign file is a RecordError."""
-        directory = Path(log_dir)
-        path = directory / FILENAME if directory.is_dir() else directory
-        if not path.is_file():
-            raise RecordError(
-                f"no gradient-doctor run record at {str(log_dir)!r}: expected a directory holding "
-                f"{FILENAME} (written by gd.watch(..., log_dir=...))."
-            )
+        """Open an existing record read-only, as a snapshot (see the module's docstring); a missing, unreadable,
+        corrupt or foreign file is a RecordError."""
+        directory = as_path(log_dir, "gd.load: log_dir")
         try:
-            connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            path = directory / FILENAME if directory.is_dir() else directory
+            if not path.is_file():
+                raise RecordError(
+                    f"no gradient-doctor run record at {str(log_dir)!r}: expected a directory holding "
+                    f"{FILENAME} (written by gd.watch(..., log_dir=...))."
+                )
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+        except OSError as err:  # e.g. a directory this user may not read
+            raise RecordError(f"cannot read the run record at {str(log_dir)!r}: {err}") from err
+        try:
+            connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
         except sqlite3.Error as err:
             raise RecordError(f"cannot open run record {str(path)!r}: {err}") from err
         store = cls(connection, path, writable=False)
-        store._check_format()
+        store._pin()
         return store
+
+    def _pin(self) -> None:
+        """A reader's snapshot, taken in one read transaction: the header checked, and the last step written now
+        fixed as the last one it reads. A record without its header yet reads as starting: empty, not foreign."""
+        self._query("BEGIN")
+        try:
+            try:
+                tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            except sqlite3.DatabaseError as err:
+                raise RecordError(f"{str(self.path)!r} is not a gradient-doctor run record: {err}") from err
+            self.starting = not tables or ("meta" in tables and not self._query("SELECT count(*) FROM meta")[0][0])
+            if not self.starting:
+                self._check_format()
+                (last,) = self._query("SELECT max(step) FROM steps")[0]
+                self._last = -1 if last is None else int(last)
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
+        if self.starting:  # gd.watch is creating it: read as an empty record
+            self._db.close()
+            self._db = sqlite3.connect(":memory:", check_same_thread=False)
+            self._db.executescript(DDL)
 
     def _has_meta(self) -> bool:
         try:
@@ -132,6 +182,23 @@ class RunStore:
 
     def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    def discard(self) -> None:
+        """Close, and remove the record file (and the log_dir) `create` made: a failed `gd.watch` leaves nothing
+        behind, so a retry on the same log_dir works. A record that existed before (resume) is only closed."""
+        self._db.close()
+        for path in reversed(self._made):  # files first (the lock's while it is held), then the log_dir if empty
+            if path.is_dir():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+                if self._lock is not None and path == self._lock.path:
+                    self._lock.release()
+        if self._lock is not None:
+            self._lock.release()
 
     # -- writing ---------------------------------------------------------------------------
     def write_header(self, meta: dict[str, str], layers: list[LayerInfo], params: list[ParamInfo]) -> None:
@@ -175,9 +242,16 @@ class RunStore:
         steps: list[tuple[int, float, tuple[str, ...]]],
         blobs: list[tuple[int, str, str, np.ndarray]],
         scalars: list[tuple[int, str, float]],
+        interventions: list[tuple[int, str, dict]] = (),
     ) -> None:
-        """One transaction: layer positions (if known), steps, series blobs and run-level scalars."""
+        """One transaction: layer positions (if known), steps, series blobs, run-level scalars and the guard's
+        interventions (step, kind, detail)."""
         with self._db:
+            if interventions:
+                self._db.execute("CREATE TABLE IF NOT EXISTS interventions "
+                                 "(step INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL)")  # resumed old record
+                self._db.executemany("INSERT INTO interventions VALUES (?, ?, ?)",
+                                     [(s, kind, json.dumps(detail)) for s, kind, detail in interventions])
             if positions is not None:
                 self._db.executemany(
                     "UPDATE layers SET position = ? WHERE idx = ?", [(rank, idx) for rank, idx in enumerate(positions)]
@@ -194,6 +268,17 @@ class RunStore:
             self._names.update(name for _, name, _ in scalars)
 
     # -- reading ---------------------------------------------------------------------------
+    def interventions(self) -> list[tuple[int, str, dict]]:
+        """(step, kind, detail) of every guard intervention, in step order; none in a record without the table."""
+        if not self._query("SELECT count(*) FROM sqlite_master WHERE name='interventions'")[0][0]:
+            return []
+        rows = self._query("SELECT step, kind, detail FROM interventions WHERE step <= ? ORDER BY step, rowid",
+                           (self._last,))
+        try:
+            return [(int(step), str(kind), dict(json.loads(detail))) for step, kind, detail in rows]
+        except (ValueError, TypeError) as err:
+            raise RecordError(f"{str(self.path)!r}: a corrupt guard intervention: {err}") from err
+
     def meta(self) -> dict[str, str]:
         return dict(self._query("SELECT key, value FROM meta"))
 
@@ -202,20 +287,26 @@ class RunStore:
         return [LayerInfo(*row) for row in self._query(f"SELECT * FROM layers ORDER BY {column}, idx")]
 
     def params(self) -> list[ParamInfo]:
-        return [
-            ParamInfo(idx, name, tuple(json.loads(shape)), numel, bool(rg), tuple(json.loads(layers)))
-            for idx, name, shape, numel, rg, layers in self._query("SELECT * FROM params ORDER BY idx")
-        ]
+        rows = self._query("SELECT * FROM params ORDER BY idx")
+        try:
+            return [
+                ParamInfo(idx, name, tuple(json.loads(shape)), numel, bool(rg), tuple(json.loads(layers)))
+                for idx, name, shape, numel, rg, layers in rows
+            ]
+        except (ValueError, TypeError) as err:
+            raise RecordError(f"corrupt run record {str(self.path)!r}: a parameter's shape or layers are not the "
+                              f"JSON lists expected ({err}).") from err
 
     def steps(self, since: int | None = None) -> np.ndarray:
-        rows = self._query("SELECT step FROM steps WHERE step >= ? ORDER BY step", (_first(since),))
+        rows = self._query("SELECT step FROM steps WHERE step BETWEEN ? AND ? ORDER BY step", (_first(since), self._last))
         return np.array([s for (s,) in rows], dtype=np.int64)
 
     def step_times(self) -> np.ndarray:
-        return np.array([t for (t,) in self._query("SELECT time FROM steps ORDER BY step")], dtype=np.float64)
+        rows = self._query("SELECT time FROM steps WHERE step <= ? ORDER BY step", (self._last,))
+        return np.array([t for (t,) in rows], dtype=np.float64)
 
     def last_step(self) -> int | None:
-        (last,) = self._query("SELECT max(step) FROM steps")[0]
+        (last,) = self._query("SELECT max(step) FROM steps WHERE step <= ?", (self._last,))[0]
         return last
 
     def series(self, entity: str, metric: str, width: int, since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -235,33 +326,49 @@ class RunStore:
     def blobs(self, entity: str, metric: str, since: int | None = None) -> list[tuple[int, np.ndarray]]:
         """(step, decoded float64 blob) of every row stored for `metric` of `entity` at steps ≥ `since`, by step."""
         rows = self._query(
-            "SELECT step, data FROM series WHERE entity = ? AND metric = ? AND step >= ? ORDER BY step",
-            (entity, metric, _first(since)),
+            "SELECT step, data FROM series WHERE entity = ? AND metric = ? AND step BETWEEN ? AND ? ORDER BY step",
+            (entity, metric, _first(since), self._last),
         )
-        return [(step, np.frombuffer(data, dtype=BLOB_DTYPE)) for step, data in rows]
+        try:
+            return [(step, np.frombuffer(data, dtype=BLOB_DTYPE)) for step, data in rows]
+        except (ValueError, TypeError) as err:  # a blob whose length is not a whole number of float64s, or not bytes
+            raise RecordError(f"corrupt run record {str(self.path)!r}: a {entity} {metric!r} blob is not little-endian "
+                              f"float64 ({err}).") from err
 
     def scalar_names(self) -> list[str]:
         """Names of the run-level scalars, sorted; the writer reads them once, then keeps them up to date."""
         if self._names is not None:
             return sorted(self._names)
-        names = [n for (n,) in self._query("SELECT DISTINCT name FROM step_values ORDER BY name")]
+        rows = self._query("SELECT DISTINCT name FROM step_values WHERE step <= ? ORDER BY name", (self._last,))
+        names = [n for (n,) in rows]
         if self.writable:
             self._names = set(names)
         return names
 
     def scalar(self, name: str, since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         rows = self._query(
-            "SELECT step, value FROM step_values WHERE name = ? AND step >= ? ORDER BY step", (name, _first(since))
+            "SELECT step, value FROM step_values WHERE name = ? AND step BETWEEN ? AND ? ORDER BY step",
+            (name, _first(since), self._last),
         )
-        return np.array([s for s, _ in rows], dtype=np.int64), np.array(
-            [np.nan if v is None else v for _, v in rows], dtype=np.float64
-        )
+        try:
+            values = np.array([np.nan if v is None else v for _, v in rows], dtype=np.float64)
+        except (ValueError, TypeError) as err:
+            raise RecordError(f"corrupt run record {str(self.path)!r}: run-level metric {name!r} holds a value that "
+                              f"is not a number ({err}).") from err
+        return np.array([s for s, _ in rows], dtype=np.int64), values
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.DatabaseError as err:
             raise RecordError(f"cannot read run record {str(self.path)!r}: {err}") from err
+
+
+def as_path(log_dir: str | os.PathLike, what: str) -> Path:
+    """`log_dir` as a Path; InvalidType naming `what` for anything else (an int, None where a path is needed)."""
+    if not isinstance(log_dir, (str, os.PathLike)):
+        raise InvalidType(f"{what} must be a directory (str or pathlib.Path), got {type(log_dir).__name__}: {log_dir!r:.80}")
+    return Path(log_dir)
 
 
 def _first(since: int | None) -> int:

@@ -46,20 +46,28 @@ def render(obj: Any) -> str:
         return diagnosis_page(obj)
     if all(hasattr(obj, name) for name in ("before", "after", "applied")):
         return treatment_page(obj)
+    if all(hasattr(obj, name) for name in ("rounds", "run", "interventions")):
+        return autotrain_page(obj)
     raise InvalidType(
-        "gd.report expects a Run (or its log_dir), a Diagnosis or a Treatment (with .before, .after, .applied); "
-        f"got {type(obj).__name__}"
+        "gd.report expects a Run (or its log_dir), a Diagnosis, a Treatment (with .before, .after, .applied) or an "
+        f"AutoTrainResult (with .rounds, .run, .interventions); got {type(obj).__name__}"
     )
 
 
 # -- a run -------------------------------------------------------------------------------
 def run_page(run: RunRecord) -> str:
     """Findings, gradient flow, heatmaps, activations, loss and gradient-norm ridges of a recorded run."""
+    sections, subtitle = run_sections(run)
+    return page("gradient-doctor: run report", sections, subtitle)
+
+
+def run_sections(run: RunRecord) -> tuple[list[str], str]:
+    """The run report's sections and its subtitle."""
     view = RunView.read(run)
     steps = view.steps
     where = f" · {run.log_dir}" if run.log_dir is not None else ""
     if len(steps) == 0:
-        return page("gradient-doctor: run report", [note("No steps recorded yet.")], f"{len(view.layers)} layers{where}")
+        return [note("No steps recorded yet.")], f"{len(view.layers)} layers{where}"
     subtitle = f"{len(steps)} recorded steps ({steps[0]}–{steps[-1]}), {len(view.layers)} layers{where}"
     diagnosis = diagnose(run)
     sections = [
@@ -79,7 +87,42 @@ def run_page(run: RunRecord) -> str:
                 "(first to last; half-decade bins). A layer whose mass sits decades left of the others' has a "
                 "vanishing gradient; exact zeros and inf/NaN entries are counted apart, in no bin."),
     ]
-    return page("gradient-doctor: run report", sections, subtitle)
+    interventions = run.interventions
+    if interventions:
+        sections.insert(1, section("interventions", "What the guard did", _interventions(interventions),
+                                   "Actions of gd.watch(..., guard=True) at optimizer steps: updates skipped for "
+                                   "inf/NaN gradients, gradient-norm spikes clipped to the run's running level, "
+                                   "roll-backs of a diverging loss."))
+    return sections, subtitle
+
+
+def _interventions(interventions: list, limit: int = 200) -> str:
+    rows = [[str(i.step), i.kind.replace("_", " "),
+             ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in i.detail.items())]
+            for i in interventions[:limit]]
+    more = note(f"{len(interventions) - limit} more not shown.") if len(interventions) > limit else ""
+    return table(["step", "action", "detail"], rows, "interventions") + more
+
+
+# -- an autotrain result (duck-typed: .rounds, .run, .interventions) -------------------------------
+def autotrain_page(result: Any) -> str:
+    """The rounds of gd.autotrain (what was found, applied, restarted), every action in the loop, then the last
+    round's run report."""
+    rows = [[str(r.index), r.action.replace("_", " "), ", ".join(r.findings) or "—", ", ".join(r.applied) or "—",
+             ", ".join(r.clipping) or "—", f"x{r.lr_factor:g}", str(r.steps) if r.index else "—"]
+            for r in result.rounds]
+    story = "".join(f"<li>{esc(str(r))}</li>" for r in result.rounds)
+    sections = [section("rounds", "Rounds", f"<ul>{story}</ul>"
+                        + table(["round", "action", "findings", "applied", "clipping", "learning rate", "steps"],
+                                rows, "rounds"),
+                        "Round 0 is the checkup at init; each later round trains from the (treated) initial weights "
+                        "until the budget ends or a check restarts it.")]
+    if result.interventions:
+        sections.append(section("loop-actions", "Actions in the loop", _interventions(result.interventions),
+                                "The guard's actions and autotrain's in-place adjustments, every round."))
+    run_parts, subtitle = run_sections(result.run)
+    return page("gradient-doctor: autotrain report", sections + run_parts,
+                f"{result.steps} steps, {len(result.rounds) - 1} watched round(s) · last round: {subtitle}")
 
 
 def _flow(view: RunView) -> str:

@@ -90,6 +90,10 @@ def write_steps(writer: "SummaryWriter", run: RunRecord, since: int | None = Non
     for step, values in zip(steps, rows):
         if values:
             events.add_summary(Summary(value=values), int(step))
+    for action in run.interventions:  # the guard's: guard/skipped_update etc. = 1 at the step it acted
+        if since is None or action.step >= since:
+            events.add_summary(Summary(value=[Summary.Value(tag=f"guard/{action.kind}", simple_value=1.0)]),
+                               action.step)
     write_histograms(writer, run.gradient_histograms(since=since), tags)
     return int(steps[-1])
 
