@@ -68,8 +68,8 @@ class ActivationProbe(Hooks):
         spec = self.layers[index].activation
 
         def hook(module, inputs, output):
-            if self._failed or not torch.is_grad_enabled() or not isinstance(output, Tensor):
-                return
+            if self._failed or not torch.is_grad_enabled() or not isinstance(output, Tensor) or not output.numel():
+                return  # an empty batch's output has no statistics: the step records NaN (not measured)
             try:
                 self._calls.append(self._measure(index, output, spec))
             except Exception as err:  # never crash the user's forward pass

@@ -22,7 +22,16 @@ from torch import Tensor
 
 from .indices import on_device
 from .rollup import Rollup
-from .tensor_stats import MAX_ABS, NONFINITE, NONZERO, SUM_OF_SQUARES, flat_view, sum_of_squares, tensor_stats
+from .tensor_stats import (
+    MAX_ABS,
+    NONFINITE,
+    NONZERO,
+    SUM_OF_SQUARES,
+    flat_components,
+    flat_view,
+    sum_of_squares,
+    tensor_stats,
+)
 
 _NAN = float("nan")
 
@@ -143,7 +152,7 @@ class UpdateTracker:
     def _flats(self) -> list[Tensor]:
         """The kept entries' views, one per tracked parameter (strides fixed at the first call)."""
         params = self.params
-        flats = [flat_view(params[i]) for i in self.tracked]
+        flats = [flat_components(params[i]) for i in self.tracked]
         if not self._strides:
             self._strides = tuple(sample_stride(f.numel()) for f in flats)
             self._scales = tuple(f.numel() / len(range(0, f.numel(), s)) for f, s in zip(flats, self._strides))

@@ -48,9 +48,19 @@ def flat_view(tensor: Tensor) -> Tensor:
     flat = tensor.detach().reshape(-1)
     if flat.numel() == 0:  # an empty tensor has no entries: all its sums and counts are zero
         return flat.new_zeros(1, dtype=torch.float32)
+    if flat.is_complex():  # the moduli |z|: sums of squares, maxima and zero counts of a complex tensor are theirs
+        flat = flat.abs()
     if flat.dtype not in _FLOATS:
         flat = flat.float()
     return flat
+
+
+def flat_components(tensor: Tensor) -> Tensor:
+    """A flat real view of a tensor's entries for taking differences: a complex tensor's real and imaginary parts
+    side by side (|z - w|² is the sum of their squared differences), any other tensor as `flat_view`."""
+    if tensor.is_complex():
+        return torch.view_as_real(tensor.detach()).reshape(-1)
+    return flat_view(tensor)
 
 
 def sum_of_squares(flats: list[Tensor], *, fast: bool | None = None) -> Tensor:
