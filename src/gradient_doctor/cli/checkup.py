@@ -11,11 +11,15 @@ Exit status: 0 healthy, 1 warning or critical findings, 2 usage errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
+import inspect
 import json
+import os
 import pickle
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -54,11 +58,38 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 
 def load_model(spec: str) -> torch.nn.Module:
-    """The model the factory named by "MODULE:FACTORY" returns."""
-    model = load_factory(spec)()
+    """The model the factory named by "MODULE:FACTORY" returns; the current directory is importable, as under
+    `python -m`, so `mymodels:build` works from the folder that holds mymodels.py."""
+    with _current_directory_importable():
+        factory = load_factory(spec)
+        try:
+            inspect.signature(factory).bind()
+        except TypeError as err:
+            raise CommandError(f"expected {spec} to be callable with no arguments ({err}); wrap it in a function "
+                               "that takes none") from None
+        except ValueError:  # no signature to inspect (a builtin): let the call tell
+            pass
+        try:
+            model = factory()
+        except Exception as err:
+            raise CommandError(f"the factory {spec} raised {type(err).__name__}: {err}") from err
     if not isinstance(model, torch.nn.Module):
         raise CommandError(f"expected {spec} to return a torch.nn.Module; got {type(model).__name__}")
     return model
+
+
+@contextlib.contextmanager
+def _current_directory_importable() -> Iterator[None]:
+    """The current directory first on sys.path while the factory is imported and called (as `python -m` has it)."""
+    here = os.getcwd()
+    added = here not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        yield
+    finally:
+        if added:
+            sys.path.remove(here)
 
 
 def read_batch(args: argparse.Namespace):
@@ -101,6 +132,8 @@ def random_batch(shape: list[int], vocab_size: int | None, seed: int) -> torch.T
     """N(0, 1) floats, or token ids in [0, vocab_size), of `shape`, from `seed`."""
     if any(n < 1 for n in shape):
         raise CommandError(f"expected a positive --input-shape; got {shape}")
+    if vocab_size is not None and vocab_size < 1:
+        raise CommandError(f"expected a positive --vocab-size (token ids are drawn from [0, V)); got {vocab_size}")
     generator = torch.Generator().manual_seed(seed)
     if vocab_size is not None:
         return torch.randint(0, vocab_size, shape, generator=generator)

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from ..report.html import report
 from ..watch import load
+from .paths import writable_file
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -29,7 +30,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     recorded = load(args.log_dir)
-    path = report(recorded, args.output or Path(args.log_dir) / "report.html")
+    path = report(recorded, writable_file(args.output or Path(args.log_dir) / "report.html", "-o/--output"))
     console.print(f"report: {path}")
     if args.png is not None:
         from ..report.plots import KINDS, plot

@@ -21,6 +21,7 @@ from .._json import json_safe
 from ..errors import CommandError
 from ..treat.treatment import treat
 from .checkup import add_batch_arguments, load_model, read_batch
+from .paths import writable_file
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -33,6 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    writable_file(args.out, "--out")  # before the treatment, not after it
     model = load_model(args.factory)
     inputs = read_batch(args)
     source = [n.strip() for n in args.remedies.split(",") if n.strip()] if args.remedies else None

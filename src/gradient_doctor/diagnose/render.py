@@ -65,7 +65,7 @@ def layer_table(m: "Measurement", types: bool = True) -> Table:
     scale = max(finite + [1.0])
     for layer in m.layers:
         fraction = layer.saturated_frac if not math.isnan(layer.saturated_frac) else layer.dead_frac
-        table.add_row(layer.name, *([layer.kind] if types else []), gain_bar(layer.log_gain, scale), _number(layer.log_gain, "+.2f"),
+        table.add_row(Text(layer.name), *([Text(layer.kind)] if types else []), gain_bar(layer.log_gain, scale), _number(layer.log_gain, "+.2f"),
                       _number(layer.delta_out), _number(layer.grad_norm), _number(layer.rms_out), _percent(fraction))
     return table
 
@@ -101,7 +101,7 @@ def time_table(m: "Measurement") -> Table:
     for header in ("module", "type", "steps", "memory horizon", "first/last step", "above dtype resolution"):
         table.add_column(header, no_wrap=True)
     for t in m.recurrent:
-        table.add_row(t.name, t.kind, str(t.steps), f"{t.horizon} steps", _number(float(t.relative[0])),
+        table.add_row(Text(t.name), Text(t.kind), str(t.steps), f"{t.horizon} steps", _number(float(t.relative[0])),
                       f"{t.resolution_horizon} steps")
     return table
 

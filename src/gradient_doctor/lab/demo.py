@@ -28,6 +28,7 @@ from rich.table import Table
 from torch import nn
 
 from ..diagnose import Diagnosis, checkup
+from ..errors import InvalidValue
 from ..report import report
 from ..treat import Treatment, treat
 from ..watch import load, watch
@@ -57,6 +58,8 @@ class Demo:
 
 def run_demo(steps: int = 1500, out: str | None = None, seed: int = 0, console: Console | None = None) -> Demo:
     """Check, train, diagnose, treat and retrain a deep sigmoid MLP on MNIST-1D; print each stage; write reports."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InvalidValue(f"demo: steps must be a positive int (training steps per model); got {steps!r}")
     console = console or Console()
     base = Path(out) if out else Path(tempfile.mkdtemp(prefix="gradient-doctor-demo-"))
     data = mnist1d()

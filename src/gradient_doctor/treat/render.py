@@ -81,7 +81,7 @@ def remedy_table(t: "Treatment") -> Table:
     for i, name in enumerate(t.applied, 1):
         table.add_row(name, Text(f"kept ({i})", style="green"), CATALOG[name])
     for name, reason in t.rejected:
-        table.add_row(name, Text("rolled back", style="yellow"), reason)
+        table.add_row(name, Text("rolled back", style="yellow"), Text(reason))
     return table
 
 
@@ -96,7 +96,8 @@ def budget_table(before: "Diagnosis", after: "Diagnosis") -> Table:
     for label, cell in rows:
         table.add_row(label, cell(before), cell(after))
     for b, a in zip(before.measurement.recurrent, after.measurement.recurrent):
-        table.add_row(f"{b.name}: first/last time step", _ratio(float(b.relative[0])), _ratio(float(a.relative[0])))
+        table.add_row(Text(f"{b.name}: first/last time step"), _ratio(float(b.relative[0])),
+                      _ratio(float(a.relative[0])))
     return table
 
 

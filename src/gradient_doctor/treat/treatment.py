@@ -102,8 +102,9 @@ def treat(
     if inputs is None:
         raise InvalidValue("treat verifies every remedy with checkup on a batch: pass inputs=... (and targets/loss_fn "
                          "for the task loss)")
-    if isinstance(trial_steps, bool) or not isinstance(trial_steps, int) or trial_steps < 0:
-        raise InvalidValue(f"trial_steps must be a non-negative int; got {trial_steps!r}")
+    for name, value in (("trial_steps", trial_steps), ("max_applied", max_applied)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidValue(f"{name} must be a non-negative int; got {value!r}")
     names, explicit = _remedy_names(diagnosis_or_remedies) if diagnosis_or_remedies is not None else ([], False)
     remedies = [lookup(name) for name in names]
 

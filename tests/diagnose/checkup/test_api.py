@@ -204,9 +204,9 @@ def test_cli_checkup_token_inputs_and_errors(tmp_path, capsys):
     assert main(["checkup", f"{path}:lm", "--input-shape", "2", "7", "--vocab-size", "50"]) == 0
     capsys.readouterr()
     assert main(["checkup", f"{path}:missing", "--input-shape", "2"]) == 2
-    assert "callable missing" in capsys.readouterr().out
+    assert "callable missing" in capsys.readouterr().err
     assert main(["checkup", "no_colon", "--input-shape", "2"]) == 2
-    assert "MODULE:FACTORY" in capsys.readouterr().out
+    assert "MODULE:FACTORY" in capsys.readouterr().err
     assert main(["checkup", f"{path}:lm", "--batch", str(tmp_path / "none.pt")]) == 2
 
 

@@ -48,6 +48,11 @@ def measure(
             "expected the forward pass to call at least one layer (a module with parameters, or an activation "
             "module) with grad enabled; none was called"
         )
+    if not any(taps.out_numel.get(i) for i in taps.order):
+        raise CheckupError(
+            "expected a batch with at least one sample; every layer's output was empty (inputs of shape "
+            f"{_shapes(inputs)}), so there is no gradient to measure"
+        )
     normalizing = norms.scale_invariant()
     stats = [_layer_stats(layers[i], i, taps, grad_sq, tensors, trials, normalizing) for i in taps.order]
     recurrent = [time_profile(s, seed) for s in sequences.captured]
@@ -84,6 +89,13 @@ def _layer_stats(layer: Layer, index: int, taps: LayerTaps, grad_sq: dict[int, l
         samples_per_unit=taps.samples[index] / trials,  # every call is new data; every trial the same batch
         nonfinite=nonfinite,
     )
+
+
+def _shapes(inputs: Inputs) -> str:
+    """The shapes of the batch's tensors, e.g. "(0, 16)" or "[(0, 7), (0, 7)]"."""
+    values = [inputs] if isinstance(inputs, Tensor) else inputs.values() if isinstance(inputs, dict) else inputs
+    shapes = [str(tuple(v.shape)) for v in values if isinstance(v, Tensor)]
+    return shapes[0] if len(shapes) == 1 else f"[{', '.join(shapes)}]"
 
 
 def _rms(sum_of_squares: float, count: int) -> float:
