@@ -145,6 +145,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "defaults + log_dir": {"log_dir": TEMP_DIR},
     "everything every step": {"every": 1, "detail_every": 1, "update_every": 1, "activation_every": 1},
     "gradient norms only": {"detail_every": 0, "update_every": 0, "activations": False},
+    "defaults + guard": {"guard": True},
 }
 
 

@@ -77,16 +77,31 @@ def test_a_vanishing_sigmoid_stack_is_treated_at_init_and_trained_like_the_treat
         assert nn.functional.cross_entropy(result.model(x), y) < nn.functional.cross_entropy(untouched(x), y) - 0.05
 
 
-def test_a_plateau_found_at_a_check_raises_the_learning_rate_in_place():
+def test_an_early_plateau_restarts_at_the_measured_learning_rate_like_plain_adam_from_the_start():
+    batches = _data()
+    model = _mlp()
+    initial = copy.deepcopy(model)
+    result = gd.autotrain(model, torch.optim.Adam(model.parameters(), lr=1e-7), batches,
+                          nn.functional.cross_entropy, steps=90)
+    first, second = result.rounds[1], result.rounds[2]
+    assert (first.action, first.steps, first.findings) == ("restart", 30, ["loss_plateau (warning)"])
+    assert first.lr_factor > 1 and second.steps == 90 and len(result.rounds) == 3
+    twin = torch.optim.Adam(initial.parameters(), lr=1e-7 * first.lr_factor)
+    _plain(initial, twin, batches, 90)
+    for a, b in zip(result.model.parameters(), initial.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_late_plateau_raises_the_learning_rate_in_place():
     batches = _data()
     model = _mlp()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-7)
-    result = gd.autotrain(model, optimizer, batches, nn.functional.cross_entropy, steps=90)
+    result = gd.autotrain(model, optimizer, batches, nn.functional.cross_entropy, steps=40)  # check at 30 > 40/2
     scaled = [i for i in result.interventions if i.kind == "lr_scaled"]
-    assert scaled and scaled[0].step == 29 and scaled[0].detail["factor"] > 1
-    assert result.optimizer is optimizer and optimizer.param_groups[0]["lr"] == pytest.approx(
-        1e-7 * scaled[0].detail["factor"] * (scaled[1].detail["factor"] if len(scaled) > 1 else 1))
-    assert result.rounds[-1].steps == 90 and len(result.rounds) == 2  # adjusted, not restarted
+    assert [i.step for i in scaled] == [29] and scaled[0].detail["factor"] > 1
+    assert result.optimizer is optimizer
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-7 * scaled[0].detail["factor"])
+    assert result.rounds[-1].steps == 40 and len(result.rounds) == 2  # adjusted, not restarted
 
 
 def test_nan_batches_are_skipped_and_training_stays_finite():

@@ -89,3 +89,52 @@ def test_distributed_run_records_the_full_batch_statistics_on_rank_0_only(tmp_pa
     # the pooled activation statistics are the full batch's, not one half's
     assert 4 / 12 <= want["dead_frac"][0, 5] < 1 and 0 < want["saturated_frac"][0, 1] < 1
     assert np.isfinite(run.history("act_std")[:, 1]).all()
+
+
+GUARD_STEPS, POISONED = 6, 3
+
+
+def _guarded_rank(rank: int, port: int, root: str, how: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        torch.set_num_threads(1)
+        model = _wrap(make_mlp(), how)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        with gd.watch(model, opt, guard=True) as run:
+            for s in range(GUARD_STEPS):
+                x, y = mlp_batch(s, BATCH)
+                half = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
+                x = x[half].clone()
+                if s == POISONED and rank == 1:  # only one rank sees the NaN; after the all-reduce both do
+                    x[0, 0] = float("nan")
+                opt.zero_grad()
+                loss = nn.functional.mse_loss(model(x), y[half])
+                loss.backward()
+                opt.step()
+                run.step(loss=loss)
+        weights = [p.full_tensor() if hasattr(p, "full_tensor") else p.detach() for p in model.parameters()]
+        torch.save({"weights": [w.clone() for w in weights],
+                    "actions": [(i.step, i.kind) for i in run.interventions]}, Path(root) / f"rank{rank}.pt")
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    os._exit(0)
+
+
+@pytest.mark.parametrize("how", ["ddp", "fsdp2"])
+def test_the_guard_takes_the_same_decision_on_every_rank(tmp_path, how):
+    mp.spawn(_guarded_rank, args=(_free_port(), str(tmp_path), how), nprocs=WORLD, join=True)
+    twin = make_mlp()  # one process, full batches, the poisoned step left out by hand
+    opt = torch.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9)
+    for s in range(GUARD_STEPS):
+        if s == POISONED:
+            continue
+        x, y = mlp_batch(s, BATCH)
+        opt.zero_grad()
+        nn.functional.mse_loss(twin(x), y).backward()
+        opt.step()
+    for rank in range(WORLD):
+        saved = torch.load(tmp_path / f"rank{rank}.pt")
+        assert saved["actions"] == [(POISONED, "skipped_update")], (rank, saved["actions"])
+        for mine, theirs in zip(saved["weights"], twin.parameters()):
+            torch.testing.assert_close(mine, theirs.detach(), atol=1e-6, rtol=1e-5)

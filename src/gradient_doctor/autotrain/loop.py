@@ -10,8 +10,8 @@ The loop, round by round (at most `max_rounds` restarts):
    attached to a rebuilt optimizer, learning-rate advice followed).
 1. **watched training** (`gd.watch(..., guard=True)`): the guard skips updates with inf/NaN gradients, clips
    gradient-norm spikes to the run's own level, and rolls a diverging loss back with a lower learning rate.
-2. **checks**: every `check_every` steps (a tenth of the budget, at least 30) the run since the last action is
-   diagnosed and the policy (policy.py) decides: go on; adjust in place (learning rate by the measured factor,
+2. **checks**: after `check_every` steps (a tenth of the budget, at least 30), then at twice, four times, ...
+   as many, the run since the last action is diagnosed and the policy (policy.py) decides: go on; adjust in place (learning rate by the measured factor,
    clipping); or restart from the (treated) initial weights re-treated for the findings, when a structural
    problem shows before half the budget is spent.
 
@@ -156,7 +156,7 @@ class _Loop:
                 run.step(loss=loss)
                 losses.append(loss.detach())
                 done = step + 1
-                if done % self.check_every or done == self.steps:
+                if not _check_due(done, self.check_every) or done == self.steps:
                     continue
                 decision = self.policy.at_check(run.diagnose(window=done - since), step=done, steps=self.steps,
                                                 restarts_left=restarts_left)
@@ -240,6 +240,17 @@ class _Loop:
 
 
 _PREFIX = "model."
+
+
+def _check_due(done: int, every: int) -> bool:
+    """Checks after `every` steps, then at twice as many, four times, ...: problems show early, and each check
+    costs a diagnosis.
+
+    >>> [n for n in range(1, 1000) if _check_due(n, 100)]
+    [100, 200, 400, 800]
+    """
+    quotient, remainder = divmod(done, every)
+    return remainder == 0 and quotient & (quotient - 1) == 0
 
 
 class _Stepped(nn.Module):

@@ -75,9 +75,10 @@ class DoctorPolicy:
     """gradient-doctor's own decisions, from its diagnosis and its ranked remedies.
 
     At init: treat what the checkup finds (verified surgery, clipping attached, learning-rate advice followed).
-    At a check during training: a structural finding (STRUCTURAL) while restarts are left and before
-    LATEST_RESTART of the budget restarts from the initial weights, re-treated for it; learning-rate advice
-    (a plateau, large updates, divergence) and clipping are applied in place, training goes on; non-finite
+    At a check during training: a structural finding (STRUCTURAL), or a plateau that asks for a larger learning
+    rate, while restarts are left and before LATEST_RESTART of the budget restarts from the initial weights,
+    re-treated for it (the learning rate scaled); other learning-rate advice (large updates, divergence, a plateau
+    later on) and clipping are applied in place, training goes on; non-finite
     gradients are the guard's (skipped updates), so they never restart a run on their own.
     """
 
@@ -94,7 +95,9 @@ class DoctorPolicy:
             return Decision("go_on")
         advice, factor = lr_advice(found)
         structural = [f for f in found if f.kind in STRUCTURAL]
-        if structural and restarts_left > 0 and step <= LATEST_RESTART * steps:
+        # a learning rate far too small leaves the weights where they started: the budget is better spent
+        # from the start at the new rate than from the barely moved weights
+        if (structural or advice == "increase_lr") and restarts_left > 0 and step <= LATEST_RESTART * steps:
             return Decision("restart", _kinds(found), Diagnosis(found), factor, clipping(found))
         if advice or clipping(found):
             return Decision("adjust", _kinds(found), None, factor, clipping(found))
