@@ -170,7 +170,9 @@ class _Loop:
                     since = done
                     record.findings += [k for k in _names(decision) if k not in record.findings]
             record.steps = done
-            record.loss = float(torch.stack(losses[-self.check_every:]).float().mean())
+            recent = torch.stack(losses[-self.check_every:]).float()
+            finite = recent[torch.isfinite(recent)]  # a batch of inf/NaN (skipped by the guard) is not the loss
+            record.loss = float(finite.mean()) if finite.numel() else float("nan")
         self.interventions += [Intervention(i.step, i.kind, {**i.detail, "round": index}) for i in run.interventions]
         self.interventions.sort(key=lambda i: (i.detail["round"], i.step))
         return restart, run

@@ -63,6 +63,10 @@ class AutoTrainResult:
     steps: int
     seconds: float
 
+    def action_lines(self) -> list[str]:
+        """The actions in the loop, one line per round and kind: `round 2: skipped update x38 at steps 2, 10, ...`."""
+        return _grouped(self.interventions)
+
     def __str__(self) -> str:
         verdict = "healthy" if self.healthy else "not healthy: " + ", ".join(
             f"{f.kind} ({f.severity})" for f in self.run.diagnose().findings if f.severity != "info")
@@ -70,8 +74,29 @@ class AutoTrainResult:
         lines = [f"gd.autotrain: {self.steps} steps in {self.seconds:.1f} s, {restarts} restart(s); last run {verdict}"]
         lines += ["  " + str(r) for r in self.rounds]
         if self.interventions:
-            lines.append(f"  in the loop ({len(self.interventions)}):")
-            lines += [f"    round {i.detail.get('round', '?')}, {i}" for i in self.interventions[:20]]
-            if len(self.interventions) > 20:
-                lines.append(f"    ... and {len(self.interventions) - 20} more (result.interventions)")
+            lines.append(f"  in the loop ({len(self.interventions)} actions; result.interventions lists each):")
+            lines += ["    " + line for line in self.action_lines()]
         return "\n".join(lines)
+
+
+def _grouped(interventions: list[Intervention], shown: int = 6) -> list[str]:
+    """One line per round and kind of action: how many, at which steps (the first `shown`), and the detail of the
+    only one when there is one.
+
+    >>> _grouped([Intervention(2, "skipped_update", {"round": 1}), Intervention(10, "skipped_update", {"round": 1})])
+    ['round 1: skipped update x2 at steps 2, 10']
+    """
+    groups: dict[tuple[object, str], list[Intervention]] = {}
+    for action in interventions:
+        groups.setdefault((action.detail.get("round"), action.kind), []).append(action)
+    lines = []
+    for (round_index, kind), actions in groups.items():
+        steps = ", ".join(str(a.step) for a in actions[:shown]) + (", ..." if len(actions) > shown else "")
+        told = ""
+        if len(actions) == 1:
+            detail = {k: v for k, v in actions[0].detail.items() if k != "round"}
+            told = " (" + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                    for k, v in detail.items()) + ")" if detail else ""
+        lines.append(f"round {round_index}: {kind.replace('_', ' ')} x{len(actions)} at step{'s' * (len(actions) > 1)} "
+                     f"{steps}{told}")
+    return lines

@@ -118,8 +118,10 @@ def autotrain_page(result: Any) -> str:
                         "Round 0 is the checkup at init; each later round trains from the (treated) initial weights "
                         "until the budget ends or a check restarts it.")]
     if result.interventions:
-        sections.append(section("loop-actions", "Actions in the loop", _interventions(result.interventions),
-                                "The guard's actions and autotrain's in-place adjustments, every round."))
+        grouped = "".join(f"<li>{esc(line)}</li>" for line in result.action_lines())
+        sections.append(section("loop-actions", "Actions in the loop", f'<ul data-list="actions">{grouped}</ul>',
+                                "The guard's actions and autotrain's in-place adjustments, one line per round and "
+                                "kind; the last round's report below lists each of its guard's actions."))
     run_parts, subtitle = run_sections(result.run)
     return page("gradient-doctor: autotrain report", sections + run_parts,
                 f"{result.steps} steps, {len(result.rounds) - 1} watched round(s) · last round: {subtitle}")
