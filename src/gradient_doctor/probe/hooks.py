@@ -7,6 +7,10 @@
     >>> probe.disarm()   # after it: other steps run with no hook at all
     >>> with Probe():    # or for one measured batch (checkup): removed on exit, also on errors
     ...     model(x)
+
+A copy of a module made while it is hooked (`copy.deepcopy(model)` for the best model so far, `torch.save(model)`)
+holds a hook that does nothing in place of each of these: the copy is not watched, and copying never reaches the
+probe and its record (which cannot be copied: an SQLite connection).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class Hooks:
                 for handle in handles:
                     handle.remove()
                 raise
+            for handle in handles:
+                _own(handle)
             self._handles = handles
 
     def disarm(self) -> None:
@@ -62,3 +68,36 @@ class Hooks:
 
     def _forget(self) -> None:
         """Drop the values measured on earlier steps (nothing to drop by default)."""
+
+
+class _Owned:
+    """A registered hook that stays with its owner: copied (deepcopy, pickle) it becomes `unhooked`."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def __deepcopy__(self, memo: dict):
+        return unhooked
+
+    def __reduce__(self):
+        return _unhooked, ()
+
+
+def unhooked(*args, **kwargs) -> None:
+    """What a copy of a hooked module or optimizer calls in place of gradient-doctor's hook: nothing."""
+
+
+def _unhooked():
+    return unhooked
+
+
+def _own(handle) -> None:
+    """Wrap the hook that `handle` (a torch RemovableHandle) registered in an `_Owned`, in place."""
+    hooks = handle.hooks_dict_ref()
+    if hooks is not None and handle.id in hooks:
+        hooks[handle.id] = _Owned(hooks[handle.id])
