@@ -104,6 +104,10 @@ SCENARIOS: list[Scenario] = [
     _scenario("cnn_tanh_large_init_saturation", "saturation", "dev",
               lambda: _on("digits", "adam", 1e-3)(init_(_cnn(3, 16, nn.Tanh), "normal", std=1.0)),
               "digits, 3x16 conv tanh, N(0, 1) init, Adam 1e-3"),
+    _scenario("cnn1d_sigmoid_large_init_saturation", "saturation", "test",
+              lambda: _on("mnist1d", "momentum", 0.01)(init_(_cnn(3, 32, nn.Sigmoid, data="mnist1d"), "normal",
+                                                              std=2.0)),
+              "MNIST-1D, 3x32 Conv1d sigmoid, N(0, 2²) init, SGD+momentum 0.01", data="mnist1d"),
     _scenario("cnn1d_negative_bias_dead", "dead_units", "test",
               lambda: _on("mnist1d", "adamw", 1e-3)(init_(_cnn(3, 32, data="mnist1d"), "he", bias=-3.0)),
               "MNIST-1D, 3x32 Conv1d ReLU, He init, biases -3, AdamW 1e-3", data="mnist1d"),
@@ -116,4 +120,7 @@ SCENARIOS: list[Scenario] = [
     _scenario("cnn_tanh_offset_bad_scale", "bad_data_scale", "dev",
               lambda: _on("digits", "adam", 1e-3, inputs=lambda x: x + 50)(_cnn(2, 16, nn.Tanh)),
               "digits, 2x16 conv tanh, inputs offset by +50, Adam 1e-3", check_steps=60),
+    _scenario("cnn_relu_x255_bad_scale", "bad_data_scale", "test",
+              lambda: _on("digits", "momentum", 0.01, inputs=lambda x: 255 * x)(_cnn(2, 16)),
+              "digits, 2x16 conv ReLU, inputs x255 (std ~250, as raw 8-bit pixels), SGD+momentum 0.01"),
 ]

@@ -10,11 +10,12 @@ mlp_mnist1d_healthy on MNIST-1D.
 from __future__ import annotations
 
 from functools import partial
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-from .base import Scenario
+from .base import Scenario, Setup
 from .feedforward import freeze_, init_, on, scenario
 
 FEATURES = {"digits": 64, "mnist1d": 40}
@@ -58,6 +59,20 @@ def _layernorm_first(first_std: float, seed: int = 0) -> nn.Sequential:
                         nn.Linear(64, 10))
     nn.init.normal_(net[0].weight, std=first_std)
     return net
+
+
+def _spiked(make: Callable[[], Setup], batch: int, factor: float) -> Callable[[], Setup]:
+    """`make`, with the training samples of batch `batch` (its rows in stored order) scaled by `factor`: a corrupted
+    shard that comes back once an epoch (partly split over two batches, since the data does not divide into whole
+    batches); the held-out inputs are untouched."""
+    def build() -> Setup:
+        setup = make()
+        inputs, targets = setup.train
+        inputs = inputs.clone()
+        inputs[batch * setup.batch_size:(batch + 1) * setup.batch_size] *= factor
+        setup.train = (inputs, targets)
+        return setup
+    return build
 
 
 _scenario = partial(scenario, "mlp", REFERENCES)
@@ -118,6 +133,11 @@ SCENARIOS: list[Scenario] = [
     _scenario("mlp_momentum_high_lr_exploding", "exploding", "test",
               lambda: on("digits", "momentum", 0.5)(_mlp(3, 64)),
               "3x64 ReLU, SGD+momentum at lr 0.5: gradient norm grows >1000x yet stays finite"),
+    _scenario("mlp_momentum_x1000_batch_spikes_exploding", "exploding", "test",
+              _spiked(lambda: on("digits", "momentum", 0.05)(_mlp(3, 64)), batch=10, factor=1000.0),
+              "loss spikes: 3x64 ReLU, SGD+momentum 0.05 (reaches ~97 % on clean data), the 64 training samples of "
+              "batch 10 scaled x1000 (back once an epoch): the gradient norm spikes >1000x, the loss to 30-60, and "
+              "training ends at chance, all finite"),
     # --- saturation ---------------------------------------------------------------------------------------------
     _scenario("mlp_tanh_large_init_saturation", "saturation", "dev",
               lambda: on("digits", "adam", 1e-3)(init_(_mlp(3, 64, nn.Tanh), "normal", std=1.0)),

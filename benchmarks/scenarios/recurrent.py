@@ -187,6 +187,10 @@ SCENARIOS = [
               _sum("tanh", "momentum", 1e-2, hidden=64, recurrent=_orthogonal(1.0), input_gain=200.0),
               saturation_check(nn.RNN), "tanh RNN 64, orthogonal, input weights x200, SGD momentum 1e-2",
               "rnn_tanh_sum30_healthy"),
+    _scenario("gru_sum30_inputgain200_saturation", "gru", "saturation", "test", 150,
+              _sum("gru", "adam", 1e-2, remember=2.0, input_gain=200.0), saturation_check(nn.GRU),
+              "GRU 32, update-gate bias 2, input weights x200 (gates and candidate saturate), Adam 1e-2",
+              "gru_sum30_healthy"),
     # --- dead units --------------------------------------------------------------------------------------------
     _scenario("rnn_relu_sum30_bias-3_dead", "rnn", "dead_units", "dev", 150,
               _sum("relu", "adam", 1e-3, recurrent=_identity(1.0), bias=-3.0), dead_check(nn.RNN),
@@ -202,6 +206,10 @@ SCENARIOS = [
               _sum("gru", "adam", 1e-2, data=_with_inf(sum_sign_data(SUM), step=3), remember=2.0),
               non_finite_check(150), "GRU 32, update-gate bias 2, one +Inf input in batch 3, Adam 1e-2",
               "gru_sum30_healthy"),
+    _scenario("gru_adding100_momentum_lr1_nonfinite", "gru", "non_finite", "test", 150,
+              _add("gru", "momentum", 1.0, remember=2.0), non_finite_check(150),
+              "GRU 32, update-gate bias 2, adding T=100, SGD momentum at lr 1 (the MSE loss diverges to NaN)",
+              "lstm_adding100_healthy"),
     # --- plateau (learning rate far too small) -----------------------------------------------------------------
     _scenario("lstm_sum30_lr1e-7_plateau", "lstm", "plateau", "dev", 150,
               _sum("lstm", "adam", 1e-7, remember=3.0), plateau_check(150, _lstm_sum),

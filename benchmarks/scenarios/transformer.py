@@ -150,6 +150,8 @@ SCENARIOS = [
     # --- plateau, bad data scale -------------------------------------------------------------------------------
     _scenario("tf_post2_lr1e-7_plateau", "plateau", "dev", _make(2, lr=1e-7), plateau_check(150, _post2),
               "2 post-LN blocks, Adam 1e-7", REFERENCE),
+    _scenario("tf_post2_sgd_lr1e-4_plateau", "plateau", "test", _make(2, "sgd", 1e-4), plateau_check(150, _post2),
+              "2 post-LN blocks, plain SGD at an Adam-sized lr 1e-4", REFERENCE),
     _scenario("tf_post2_offset50_bad_scale", "bad_data_scale", "test", _make(2, data=lambda: _data(shift=50.0)),
               bad_scale_check(150), "2 post-LN blocks, inputs + 50, Adam 1e-3", REFERENCE),
 ]
