@@ -1,6 +1,7 @@
 """Shared fixtures.
 
-    >>> pytestmark = pytest.mark.usefixtures("one_thread")     # in a test module of small models
+    >>> torch.get_num_threads()     # in every test: `one_thread` holds for the whole suite
+    1
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import pytest
 from gradient_doctor.lab.train import single_thread
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session", autouse=True)
 def one_thread():
-    """Torch on one CPU thread for the whole module (restored after): small nets step fastest on one thread, and on a
-    shared 2-core machine extra intra-op threads only wait for busy cores (about 10x slower)."""
+    """Torch on one CPU thread for the whole suite (restored after): the suite's nets are small and step fastest on
+    one thread, and on a shared 2-core machine extra intra-op threads only wait for busy cores (an RNN test measured
+    133 s on two threads, 23 s on one)."""
     with single_thread():
         yield
