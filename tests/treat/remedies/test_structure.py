@@ -447,6 +447,19 @@ def test_normalize_inputs_per_entry_of_a_sample_float64_and_constant_features():
         model(torch.randn(4, 2, 6, dtype=torch.float64))
 
 
+def test_a_feature_constant_on_the_batch_is_scaled_by_the_batchs_typical_std():
+    torch.manual_seed(14)
+    x = 255 * torch.rand(64, 4)
+    x[:, 3] = 0.0  # e.g. a border pixel, 0 in every image of this batch and not in later ones
+    model = normalize_inputs(nn.Linear(4, 1), inputs=x)
+    typical = x[:, :3].var(dim=0, unbiased=False).sum() / 4  # the mean of the four variances, one of them 0
+    later = torch.tensor([[100.0, 100.0, 100.0, 255.0]])
+    z = model[0](later)
+    torch.testing.assert_close(z[0, 3], torch.tensor(255.0) / (typical + 1e-5).sqrt(), rtol=1e-5, atol=0)
+    assert z[0, 3].abs() < 10  # not 255 / sqrt(1e-5) = 8e4
+    torch.testing.assert_close(z[0, 0], (100 - x[:, 0].mean()) / x[:, 0].std(unbiased=False), rtol=1e-4, atol=1e-5)
+
+
 def test_normalize_inputs_refuses_what_it_cannot_standardise():
     model = mlp(3)
     before = snapshot(model)

@@ -16,6 +16,7 @@ buffers are "0.mean" and "0.std".
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ...errors import InvalidType, InvalidValue, NotApplicable
@@ -23,6 +24,9 @@ from ..surgery.inserted import Standardize
 from ..surgery.modules import place_like
 
 EPS = 1e-5  # added to the variance, as nn.BatchNorm does
+#: A feature whose std on the batch is below this share of the batch's typical std (the root mean of the features'
+#: variances) is scaled by the typical std.
+DEGENERATE = 0.01
 
 
 def normalize_inputs(model: nn.Module, *, inputs: Tensor) -> nn.Module:
@@ -52,7 +56,12 @@ def normalize_inputs(model: nn.Module, *, inputs: Tensor) -> nn.Module:
         raise NotApplicable("normalize_inputs: the model already starts with a Standardize module")
     batch = inputs.detach().double()
     mean = batch.mean(dim=0)
-    std = (batch.var(dim=0, unbiased=False) + EPS).sqrt()
+    var = batch.var(dim=0, unbiased=False)
+    # a feature (nearly) constant on this batch, e.g. a border pixel that is 0 in every image of it, would be divided
+    # by ~sqrt(EPS) and blow up on a later batch where it is not: it is scaled by the batch's typical std instead
+    typical = var.mean()
+    var = torch.where(var < DEGENERATE**2 * typical, typical, var)
+    std = (var + EPS).sqrt()
     standardize = Standardize(mean.to(inputs.dtype), std.to(inputs.dtype)).to(inputs.device)
     standardize = place_like(standardize, model).train(model.training)
     wrapped = nn.Sequential(standardize, model)
