@@ -56,8 +56,8 @@ class Guard:
 
     skip_nonfinite: bool = True
     spike_z: float = 6.0  # 0 switches spike clipping off
-    spike_ratio: float = 5.0
-    warmup: int = 100
+    spike_ratio: float = 10.0
+    warmup: int = 25
     ema: float = 0.97
     rollback: bool = True
     check_every: int = 10
