@@ -6,7 +6,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Keras 3 is tested on PyTorch: its backend is fixed when keras is first imported (the Keras tests import it)
+os.environ["KERAS_BACKEND"] = "torch"
 
 from gradient_doctor.lab.train import single_thread
 

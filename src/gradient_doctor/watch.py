@@ -31,6 +31,7 @@ from .diagnose.run.window import diagnose
 from .errors import InvalidType, InvalidValue
 from .probe import SATURATION_EPS, Cadence, Probe
 from .probe.distributed import from_writer, is_writer
+from .probe.keras_layers import backend_hint
 from .record import LayerInfo, ParamInfo, RunRecord, RunStore
 from .record.store import as_path
 from .report.plots import plot
@@ -131,7 +132,8 @@ def watch(
     their cost (two numbers read to the host per step).
     """
     if not isinstance(model, nn.Module):
-        raise InvalidType(f"gd.watch expects a torch.nn.Module as `model`, got {type(model).__name__}: {model!r:.80}")
+        raise InvalidType(f"gd.watch expects a torch.nn.Module as `model`, got {type(model).__name__}: {model!r:.80}"
+                          f"{backend_hint(model)}")
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise InvalidType(
             f"gd.watch expects a torch.optim.Optimizer (or None) as `optimizer`, got {type(optimizer).__name__}"

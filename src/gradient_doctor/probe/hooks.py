@@ -97,7 +97,9 @@ def _unhooked():
 
 
 def _own(handle) -> None:
-    """Wrap the hook that `handle` (a torch RemovableHandle) registered in an `_Owned`, in place."""
-    hooks = handle.hooks_dict_ref()
+    """Wrap the hook that `handle` (a torch RemovableHandle) registered in an `_Owned`, in place; other handles (a
+    wrapped Keras activation, probe/keras_layers.py) hold no hook dict."""
+    ref = getattr(handle, "hooks_dict_ref", None)
+    hooks = ref() if ref is not None else None
     if hooks is not None and handle.id in hooks:
         hooks[handle.id] = _Owned(hooks[handle.id])

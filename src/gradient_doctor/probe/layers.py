@@ -113,21 +113,29 @@ def is_compiled(model: nn.Module) -> bool:
 
 
 def discover(model: nn.Module) -> tuple[list[Layer], list[Parameter]]:
-    """The model's layers (registration order) and its deduplicated parameters, wrappers unwrapped."""
+    """The model's layers (registration order) and its deduplicated parameters, wrappers unwrapped. A Keras model
+    (torch backend) has its Keras layers, by Keras name (probe/keras_layers.py)."""
+    from .keras_layers import is_keras, keras_entries
+
     model = unwrap(model)
+    entries = keras_entries(model) if is_keras(model) else [
+        (name or type(module).__name__, module,
+         [(f"{name}.{pname}" if name else pname, p) for pname, p in module.named_parameters(recurse=False)
+          if p is not None],
+         activation_spec(module))
+        for name, module in model.named_modules(remove_duplicate=True)
+    ]
     layers: list[Layer] = []
     params: list[Parameter] = []
     index_of: dict[int, int] = {}
-    for name, module in model.named_modules(remove_duplicate=True):
-        own = [(pname, p) for pname, p in module.named_parameters(recurse=False) if p is not None]
-        spec = activation_spec(module)
+    for name, module, own, spec in entries:
         if not own and spec is None:
             continue
-        layer = Layer(name or type(module).__name__, module, activation=spec)
+        layer = Layer(name, module, activation=spec)
         for pname, p in own:
             if id(p) not in index_of:
                 index_of[id(p)] = len(params)
-                params.append(Parameter(f"{name}.{pname}" if name else pname, p))
+                params.append(Parameter(pname, p))
             pi = index_of[id(p)]
             if pi not in layer.params:
                 layer.params.append(pi)

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 #: How many of the run's first finite losses make its starting level (their median): enough to outvote one odd
 #: batch, few enough to stay at the start of a short run.
 START_POINTS = 5
+#: Recurrent layers whose hidden states get activation statistics (a vanilla RNN's are its tanh/ReLU outputs).
+_RECURRENT = ("RNN", "SimpleRNN")
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,12 @@ class History:
 
     def activation_family(self) -> str:
         """The dominant family of the recorded activation layers: "saturating" (a saturated fraction applies),
-        "rectifier" (ReLU-like and smooth non-saturating ones, which He init suits) or "unknown" (none recorded)."""
-        measured = np.isfinite(self.values["act_std"]).any(axis=0) & (self.numel == 0)
+        "rectifier" (ReLU-like and smooth non-saturating ones, which He init suits) or "unknown" (none recorded).
+        Activation layers are those with activation statistics: activation modules, and weight layers that apply
+        their activation themselves (Keras `Dense(activation=...)`), but not recurrent layers (their outputs are
+        hidden states)."""
+        recurrent = np.array([kind in _RECURRENT for kind in self.kinds] or [False] * len(self.layers))
+        measured = np.isfinite(self.values["act_std"]).any(axis=0) & ~recurrent
         saturating = int((measured & np.isfinite(self.values["saturated_frac"]).any(axis=0)).sum())
         if not measured.any():
             return "unknown"

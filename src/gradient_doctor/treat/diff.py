@@ -14,11 +14,21 @@ import difflib
 
 from torch import nn
 
+from ..probe.keras_layers import is_keras, named_layers
+
 
 def architecture(model: nn.Module) -> list[str]:
-    """One line per leaf module (a module without children), "name: repr", in registration order."""
+    """One line per leaf module (a module without children), "name: repr", in registration order; for a Keras model
+    one per Keras layer, "name: Dense(activation=sigmoid)"."""
+    if is_keras(model):
+        return [f"{name}: {type(layer).__name__}({_activation(layer)})" for name, layer in named_layers(model)]
     return [f"{name or '(root)'}: {module!r}" for name, module in model.named_modules()
             if not any(True for _ in module.children())]
+
+
+def _activation(layer: object) -> str:
+    function = vars(layer).get("activation")
+    return f"activation={function.__name__}" if callable(function) else ""
 
 
 def architecture_diff(before: list[str], after: list[str]) -> list[str]:

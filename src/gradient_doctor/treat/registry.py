@@ -26,7 +26,9 @@ from torch import nn
 
 from ..catalog import ENTRIES
 from ..errors import InvalidValue
+from ..probe.keras_layers import is_keras
 from . import remedies
+from .keras_remedies import keras_remedy
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,13 @@ def lookup(name: str) -> Remedy:
 
 
 def _bound(name: str) -> Callable[[nn.Module, Context], nn.Module]:
+    """`name` as `apply(model, context)`: on a Keras model its Keras form (treat/keras_remedies.py), else the torch
+    one (`_torch_bound`)."""
+    torch_apply, keras_apply = _torch_bound(name), keras_remedy(name)
+    return lambda m, ctx: keras_apply(m) if is_keras(m) else torch_apply(m, ctx)
+
+
+def _torch_bound(name: str) -> Callable[[nn.Module, Context], nn.Module]:
     """`name` ("function" or "function:arg") as `apply(model, context)`: the adapted call, else the function of
     that name in `gd.remedies`, given the batch when it takes `inputs`."""
     base, _, arg = name.partition(":")

@@ -30,6 +30,7 @@ from ..diagnose.checkup.preflight import checkup
 from ..diagnose.finding import Diagnosis
 from ..errors import InvalidType, InvalidValue, NotApplicable, UnsafeRemedy
 from ..probe.batch.calling import Inputs
+from ..probe.keras_layers import backend_hint, is_keras
 from .diff import architecture, architecture_diff
 from .health import Health, worse_reason
 from .optimizer import rebuild_optimizer
@@ -98,7 +99,7 @@ def treat(
     Device and dtype are preserved. `reduce_depth` and `greedy_pretrain` run only when named explicitly.
     """
     if not isinstance(model, nn.Module):
-        raise InvalidType(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        raise InvalidType(f"model must be a torch.nn.Module; got {type(model).__name__}{backend_hint(model)}")
     if inputs is None:
         raise InvalidValue("treat verifies every remedy with checkup on a batch: pass inputs=... (and targets/loss_fn "
                          "for the task loss)")
@@ -237,6 +238,10 @@ def _placement(model: nn.Module) -> set[tuple[str, str]]:
 def _settle(original: nn.Module, treated: nn.Module, inplace: bool) -> nn.Module:
     """`treated`, moved into the `original` object when `inplace` and the root type is unchanged."""
     if not inplace or treated is original:
+        return treated
+    if is_keras(original):
+        warnings.warn("gradient-doctor: inplace=True cannot move a treated Keras model into the original object: use "
+                      "Treatment.model", UserWarning, stacklevel=3)
         return treated
     if type(treated) is not type(original):
         warnings.warn(f"gradient-doctor: the treatment replaced the root module ({type(original).__name__} -> "

@@ -55,11 +55,12 @@ def mechanism(budget: Budget, sign: int) -> str:
 
 def activation_family(layers: list[LayerStats]) -> str:
     """The model's dominant activation family: "saturating" (sigmoid, tanh, ...), "rectifier" (ReLU-like and
-    smooth non-saturating ones, which He init suits) or "unknown" (no activation modules, e.g. functional ones)."""
+    smooth non-saturating ones, which He init suits) or "unknown" (no activation modules, e.g. functional ones).
+    A weight layer that applies its activation itself (Keras `activation=`) counts as that activation."""
     counts = Counter(
         "saturating" if layer.family == "saturating" else "rectifier"
         for layer in layers
-        if layer.role == "activation"
+        if layer.family is not None
     )
     return counts.most_common(1)[0][0] if counts else "unknown"
 

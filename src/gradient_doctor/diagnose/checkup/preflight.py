@@ -16,6 +16,7 @@ from ...errors import InvalidType, InvalidValue
 from ...probe.batch.calling import Inputs
 from ...probe.batch.measure import measure
 from ...probe.batch.preserve import preserved
+from ...probe.keras_layers import backend_hint
 from ..causes import by_cause
 from ..finding import Diagnosis
 from .rules import RULES
@@ -43,7 +44,7 @@ def checkup(
     Parameters' `.grad`, buffers, train/eval modes and the RNG state are as before on return, also on errors.
     """
     if not isinstance(model, nn.Module):
-        raise InvalidType(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        raise InvalidType(f"model must be a torch.nn.Module; got {type(model).__name__}{backend_hint(model)}")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise InvalidValue(f"trials must be a positive int; got {trials!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):

@@ -38,8 +38,9 @@ def gradient_budget(layers: list[LayerStats]) -> Budget:
     depth = sum(1 for layer in between if layer.role != "activation")
     by_role = {"activation": 0.0, "weights": 0.0, "recurrent": 0.0}
     for layer in between:
-        if not math.isnan(layer.log_gain):
-            by_role[layer.role] += layer.log_gain
+        for role, log_gain in layer.role_gains():
+            if not math.isnan(log_gain):
+                by_role[role] += log_gain
     total = _log10(end_to_end)
     attributed = sum(by_role.values())
     remainder = total - attributed if math.isfinite(total) and math.isfinite(attributed) else math.nan

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import CheckupError, InvalidType
+from ..keras_layers import is_keras
 
 Inputs = Tensor | tuple | list | dict
 
@@ -45,6 +46,10 @@ def input_leaves(inputs: Inputs) -> list[Tensor]:
 
 
 def call_model(model: nn.Module, inputs: Inputs) -> Any:
+    """`model(x)`, `model(*x)` or `model(**x)`; a Keras model takes the batch as one structure (a tensor, list or
+    dict), in training mode as in `fit` (batch norm on the batch's statistics, dropout on)."""
+    if is_keras(model):
+        return model(inputs, training=True)
     if isinstance(inputs, Tensor):
         return model(inputs)
     if isinstance(inputs, dict):

@@ -74,11 +74,11 @@ def _layer_stats(layer: Layer, index: int, taps: LayerTaps, grad_sq: dict[int, l
                                                   ("activations", [out_sq]), ("gradients", measured_deltas + grad))
                       if not all(math.isfinite(v) for v in values))
     spec = layer.activation
-    is_activation = spec is not None and not own
+    role = "activation" if spec is not None and not own else "recurrent" if isinstance(layer.module, RECURRENT) \
+        else "weights"
     return LayerStats(
-        name=layer.name, kind=layer.kind,
-        role="activation" if is_activation else "recurrent" if isinstance(layer.module, RECURRENT) else "weights",
-        family=_family(spec) if is_activation else None,
+        name=layer.name, kind=layer.kind, role=role,
+        family=_family(spec) if spec is not None and role != "recurrent" else None,
         grad_norm=math.sqrt(grad[0]) if grad else math.nan,
         weight_norm=math.sqrt(sum(weight_sq)) if own else math.nan,
         delta_in=math.sqrt(total(delta_in)), delta_out=math.sqrt(total(delta_out)),
@@ -88,6 +88,7 @@ def _layer_stats(layer: Layer, index: int, taps: LayerTaps, grad_sq: dict[int, l
         dead_frac=_dead_frac(taps.unit_max.get(index)),
         samples_per_unit=taps.samples[index] / trials,  # every call is new data; every trial the same batch
         nonfinite=nonfinite,
+        delta_mid=math.sqrt(total(taps.delta_mid_sq.get(index))),
     )
 
 

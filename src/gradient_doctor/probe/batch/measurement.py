@@ -21,14 +21,17 @@ class LayerStats:
     """One layer (module qualified name), measured on the batch; norms are L2, NaN where not measured.
 
     `delta_in`/`delta_out` are the norms of the loss gradient with respect to the layer's input (the part that
-    flows through this layer) and its output, summed in square over calls and trials.
+    flows through this layer) and its output, summed in square over calls and trials; `delta_mid` the norm at the
+    input of an activation the layer applies itself (Keras `Dense(activation=...)`), which splits its gain between
+    its weights and its activation.
     """
 
     name: str
     kind: str  # module type, e.g. "Linear"
     role: str  # "activation" (activation module), "recurrent" (RNN/LSTM/GRU) or "weights" (other modules with
     # parameters of their own)
-    family: str | None  # activations: "saturating", "rectifier" or "smooth"; None for weight layers
+    family: str | None  # activations (also one applied inside a weight layer): "saturating", "rectifier" or
+    # "smooth"; None for other layers
     grad_norm: float  # ‖∂L/∂θ‖ over the module's own parameters jointly
     weight_norm: float  # ‖θ‖ over the module's own parameters (non-finite when a weight is)
     delta_in: float
@@ -40,6 +43,7 @@ class LayerStats:
     dead_frac: float = math.nan  # rectifiers: units zero on every sample of the batch
     samples_per_unit: float = math.nan  # outputs per unit seen in the batch (positions × examples)
     nonfinite: tuple[str, ...] = ()  # where inf/NaN showed: "inputs", "weights", "activations", "gradients"
+    delta_mid: float = math.nan
 
     @property
     def gain(self) -> float:
@@ -60,6 +64,14 @@ class LayerStats:
         if math.isnan(gain):
             return math.nan
         return -math.inf if gain == 0 else math.log10(gain)
+
+    def role_gains(self) -> list[tuple[str, float]]:
+        """The layer's log gain by role: [(role, log_gain)], or for a weight layer that applies its activation
+        itself (`delta_mid` measured) [("weights", in/mid), ("activation", mid/out)], which add up to it."""
+        if not self.delta_mid > 0 or not self.delta_out > 0:
+            return [(self.role, self.log_gain)]
+        return [("weights", _log10(self.delta_in / self.delta_mid)),
+                ("activation", _log10(self.delta_mid / self.delta_out))]
 
     def to_dict(self) -> dict:
         return json_safe({**self.__dict__, "gain": self.gain, "log_gain": self.log_gain,
@@ -123,3 +135,7 @@ class Measurement:
             "loss": json_safe(self.loss),
             "trials": self.trials,
         }
+
+
+def _log10(value: float) -> float:
+    return -math.inf if value == 0 else math.log10(value)

@@ -1,5 +1,6 @@
 """Leave a model exactly as it was: buffers (BatchNorm running statistics, num_batches_tracked), train/eval
-modes, and the random number generators, restored on exit, also after an exception.
+modes, a Keras model's non-trainable variables (its moving statistics and seed states), and the random number
+generators, restored on exit, also after an exception.
 
     >>> with preserved(model):
     ...     model(x).sum()  # BatchNorm updates its running statistics here; they are put back on exit
@@ -16,6 +17,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..keras_layers import keras_state
+
 
 @contextmanager
 def preserved(model: nn.Module) -> Iterator[None]:
@@ -26,6 +29,7 @@ def preserved(model: nn.Module) -> Iterator[None]:
         for name, buffer in module._buffers.items()
         if buffer is not None
     ]
+    variables = [(tensor, tensor.detach().clone()) for tensor in keras_state(model)]
     devices = sorted({t.device.index or 0 for t in _tensors(model) if t.device.type == "cuda"})
     try:
         with torch.random.fork_rng(devices=devices):
@@ -35,6 +39,8 @@ def preserved(model: nn.Module) -> Iterator[None]:
             for module, name, buffer, saved in buffers:
                 module._buffers[name] = buffer  # a forward may have replaced the buffer object
                 buffer.copy_(saved)
+            for tensor, saved in variables:
+                tensor.copy_(saved)
         for module, training in modes:
             module.training = training
 

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..hooks import Hooks
+from ..keras_layers import tap_activation
 from ..layers import Layer, saturated_count, unit_dim, unit_maxima
 from ..tensor_stats import flat_view, sum_of_squares
 
@@ -33,6 +34,7 @@ class LayerTaps(Hooks):
         self.order: list[int] = []  # layer indices in first-call order
         self.delta_in_sq: dict[int, list[Tensor]] = {}
         self.delta_out_sq: dict[int, list[Tensor]] = {}
+        self.delta_mid_sq: dict[int, list[Tensor]] = {}  # at the input of an activation applied inside the layer
         self.out_sq: dict[int, list[Tensor]] = {}
         self.out_numel: dict[int, int] = {}
         self.in_sq: dict[int, list[Tensor]] = {}  # forward input: its first floating-point tensor argument
@@ -42,10 +44,14 @@ class LayerTaps(Hooks):
         self.unit_max: dict[int, Tensor | None] = {}  # rectifiers: max |y| per unit over all calls (None: shapes vary)
 
     def _register(self, handles: list) -> None:
-        """A forward pre-hook and a forward hook on every layer (removed on exit by Hooks)."""
+        """A forward pre-hook and a forward hook on every layer (removed on exit by Hooks); a weight layer that
+        applies its activation itself (Keras `activation=`) has that activation tapped for δ at its input."""
         for i, layer in enumerate(self.layers):
             handles.append(layer.module.register_forward_pre_hook(self._pre_hook(i)))
             handles.append(layer.module.register_forward_hook(self._post_hook(i)))
+            fused = tap_activation(layer.module, self._accumulate(self.delta_mid_sq, i)) if layer.params else None
+            if fused is not None:
+                handles.append(fused)
 
     def _pre_hook(self, index: int):
         inplace = bool(getattr(self.layers[index].module, "inplace", False))
