@@ -121,3 +121,32 @@ def test_findings_raise_at_epoch_end():
             _trainer([doctor], max_epochs=3).fit(Tiny(poison=True), _loader())
     assert stop.value.finding.kind == "non_finite"
     assert doctor.run.steps.size == 8  # stopped at the first epoch's end
+
+
+class Manual(Tiny):
+    """Manual optimization: training_step returns nothing and logs its loss as `train_loss`."""
+
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+        self.losses = []
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(self.net(x), y)
+        self.manual_backward(loss)
+        optimizer.step()
+        self.log("train_loss", loss)
+        self.losses.append(float(loss))
+
+
+def test_manual_optimization_records_the_logged_train_loss(tmp_path):
+    module = Manual()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _trainer([GradientDoctorCallback(log_dir=tmp_path / "run", diagnose_on=())], max_epochs=1).fit(module, _loader())
+    run = gd.load(tmp_path / "run")
+    np.testing.assert_array_equal(run.steps, np.arange(8))
+    np.testing.assert_allclose(run.history("loss"), module.losses, rtol=1e-6)

@@ -1,10 +1,12 @@
 """One watched fit driven by a framework's hooks: the part the Lightning and Hugging Face callbacks share.
 
-    >>> session = Session(log_dir="runs/a", diagnose_on=("epoch_end", "fit_end"), on_finding="warn", options={})
+    >>> session = Session(log_dir="runs/a", diagnose_on=("epoch_end", "fit_end"), on_finding="warn", options={},
+    ...                   stop_on=())             # kinds that raise gd.TrainingStopped at a diagnosis
     >>> session.start(model, optimizer)      # fit begins: gd.watch(model, optimizer, ...)
     >>> session.gradients_ready()            # after backward (AMP-unscaled), before clipping and the step
     >>> session.step_due()                   # (instead, where the optimizer's own hooks take the gradients)
-    >>> session.batch_end(loss)              # the step's loss (its batches' sum), or `skipped` counted
+    >>> session.batch_end(loss, accuracy=a)  # the step's loss (its batches' sum) and metrics, or `skipped` counted
+    >>> session.report_loss(0.71)            # a loss reported after the step (the Trainer's on_log)
     >>> session.diagnose("epoch_end")        # reports findings per `on_finding`
     >>> session.close()
 """
@@ -32,12 +34,12 @@ class Session:
     """The run of one fit, its step bookkeeping, and the diagnosis at epoch and fit end."""
 
     def __init__(self, log_dir: str | Path | None, diagnose_on: Iterable[str], on_finding: OnFinding,
-                 options: dict[str, Any]):
+                 options: dict[str, Any], stop_on: Iterable[str] = ()):
         self.diagnose_on = frozenset((diagnose_on,) if isinstance(diagnose_on, str) else diagnose_on)
         unknown = sorted(self.diagnose_on - set(WHEN))
         if unknown:
             raise InvalidValue(f"diagnose_on takes {list(WHEN)}; got {unknown}")
-        self.monitor = _monitor(on_finding)
+        self.monitor = _monitor(on_finding, stop_on)
         self.log_dir = log_dir
         self.options = options
         self.run: RunRecord | None = None
@@ -66,25 +68,32 @@ class Session:
         """The optimizer step is due now (accumulation is over): if it does not happen, it was skipped."""
         self._due = True
 
-    def batch_end(self, loss: torch.Tensor | None = None) -> None:
+    def batch_end(self, loss: torch.Tensor | float | None = None, **metrics: Any) -> None:
         """After a batch: the losses of the batches since the last step, summed on the device (no sync),
-        attach to the optimizer step this batch ended; a due step that did not happen (a GradScaler
-        found inf/NaN) is counted as `skipped`; otherwise the batch is a micro-batch of an accumulation.
+        attach to the optimizer step this batch ended, with this batch's `metrics`; a due step that did not
+        happen (a GradScaler found inf/NaN) is counted as `skipped`; otherwise the batch is a micro-batch of an
+        accumulation.
 
         Lightning divides each micro-batch's loss by `accumulate_grad_batches`: their sum is the mean.
         """
         if self.run is None:
             return
         if loss is not None:
-            loss = loss.detach()
+            loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
             self._loss = loss if self._loss is None else self._loss + loss
         if self._stepped:
-            self.run.step(loss=self._loss)
+            self.run.step(loss=self._loss, **metrics)
         elif self._due:
             self.run.mark_skipped()
         else:
             return
         self._stepped, self._due, self._loss = False, False, None
+
+    def report_loss(self, loss: float) -> None:
+        """A loss the framework reports after the step (the HF Trainer's logged mean since its previous log): it
+        attaches to the step recorded last."""
+        if self.run is not None:
+            self.run.step(loss=loss)
 
     def diagnose(self, when: str) -> None:
         """Diagnose the whole record at `when` if asked; warnings/critical findings go to `on_finding`."""
@@ -99,14 +108,15 @@ class Session:
             self.run.close()
 
 
-def _monitor(on_finding: OnFinding) -> LiveMonitor:
-    """"warn": a RuntimeWarning per new finding; "raise": gd.TrainingStopped at the first; a callable: called too."""
+def _monitor(on_finding: OnFinding, stop_on: Iterable[str]) -> LiveMonitor:
+    """"warn": a RuntimeWarning per new finding; "raise": gd.TrainingStopped at the first; a callable: called too.
+    A kind in `stop_on` raises gd.TrainingStopped in any case."""
     if on_finding == "warn":
-        monitor = LiveMonitor(None, (), 1)
+        monitor = LiveMonitor(None, stop_on, 1)
     elif on_finding == "raise":
         monitor = LiveMonitor(None, KINDS, 1)
     elif callable(on_finding):
-        monitor = LiveMonitor(on_finding, (), 1)
+        monitor = LiveMonitor(on_finding, stop_on, 1)
     else:
         raise InvalidValue(f'on_finding must be "warn", "raise" or a callable (finding) -> None; got {on_finding!r}')
     monitor.window = None  # at epoch and fit end: the whole record

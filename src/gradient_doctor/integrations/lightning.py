@@ -11,7 +11,8 @@ pre-hook would run before Lightning's closure runs backward. Accumulated gradien
 (`accumulate_grad_batches`) are seen once, as the optimizer applies them. Steps are optimizer steps.
 A step's `loss` is the sum of its micro-batches' `outputs["loss"]` (each divided by
 `accumulate_grad_batches` by Lightning: the mean loss of the accumulated batch), summed on the
-device. A step the AMP GradScaler skips (inf/NaN gradients) is counted: the next step records `skipped`.
+device; when `training_step` returns no loss (manual optimization), the value logged as `train_loss`
+(else `loss`) with `self.log(...)`, from `trainer.callback_metrics`. A step the AMP GradScaler skips (inf/NaN gradients) is counted: the next step records `skipped`.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class GradientDoctorCallback(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if not isinstance(loss, torch.Tensor):  # manual optimization: the loss the module logged
+            logged = trainer.callback_metrics
+            loss = logged.get("train_loss", logged.get("loss"))
         self.session.batch_end(loss if isinstance(loss, torch.Tensor) else None)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

@@ -12,8 +12,11 @@ Gradient statistics are taken in the (unwrapped) torch optimizer's step pre-hook
 `optimizer.step()`: between the `on_pre_optimizer_step` and `on_optimizer_step` callback events,
 after gradient accumulation, after clipping and after an fp16 GradScaler unscales — also when no
 clipping unscales first, which `on_pre_optimizer_step` would miss. A step the scaler skips records
-no statistics and is counted: the next step records `skipped`. The Trainer gives callbacks no
-per-step loss: the record has none (the Trainer logs its own).
+no statistics and is counted: the next step records `skipped`.
+
+**Loss**: the Trainer gives callbacks no per-step loss; the record takes the `loss` it logs (`on_log`), the
+mean training loss since its previous log, at the logging step (every `logging_steps`): the steps in between
+have none (NaN in `history("loss")`), and the loss rules judge the logged points.
 """
 
 from __future__ import annotations
@@ -71,6 +74,10 @@ class GradientDoctorCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.session.batch_end()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.session.report_loss(logs["loss"])
 
     def on_epoch_end(self, args, state, control, **kwargs):
         self.session.diagnose("epoch_end")

@@ -411,14 +411,14 @@ class RunRecord:
 
 
 #: run-level series the record writes itself: run.step() may not give a metric one of these names (nor a per-layer one)
-_RESERVED = ("skipped", INPUT_NONFINITE)
+RESERVED = ("skipped", INPUT_NONFINITE)
 
 
 def _checked_metrics(values: dict[str, Any]) -> dict[str, Any]:
     """The metrics given to run.step(), scalar tensors detached (still on their device), None dropped."""
     checked = {}
     for name, value in values.items():
-        if name in LAYER_METRICS or name in _RESERVED:
+        if name in LAYER_METRICS or name in RESERVED:
             kind = "a per-layer metric" if name in LAYER_METRICS else "a series the record keeps itself"
             raise InvalidValue(f"run.step: a metric may not be named {name!r}, the name of {kind}; "
                                f"rename it (e.g. 'my_{name}')")
