@@ -57,7 +57,7 @@ class Guard:
     skip_nonfinite: bool = True
     spike_z: float = 6.0  # 0 switches spike clipping off
     spike_ratio: float = 10.0
-    warmup: int = 25
+    warmup: int = 50
     ema: float = 0.97
     rollback: bool = True
     check_every: int = 10
