@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import gradient_doctor as gd
-from gradient_doctor.probe.histograms import gradient_histograms
+from gradient_doctor.probe.histograms import _histogram, gradient_histograms
 from gradient_doctor.probe.rollup import Rollup
 from gradient_doctor.report.html import render
 
@@ -124,6 +124,24 @@ def test_the_probe_counts_zeros_nonfinite_and_out_of_range_entries_apart():
         assert np.array_equal(hist[layer, 2:], expected)
     assert hist[0, :2].tolist() == [2, 3] and hist[1, :2].tolist() == [1, 0]
     assert hist[0, 2] == 2 and hist[0, -1] == 1  # 1e-45 and 1e-300 in the first bin, 1e38 in the last
+
+
+@pytest.mark.parametrize("dtype, ints", [(torch.float32, torch.int32), (torch.float64, torch.int64)])
+def test_every_edge_and_its_neighbours_land_where_bucketize_puts_them(dtype, ints):
+    """The table lookup against plain `torch.bucketize` of |x|'s bit pattern against the edges' patterns, on each edge
+    ±2 patterns (subnormal edges included), a million random patterns, zeros, infinities and NaNs, of both signs."""
+    inner = torch.tensor(10.0 ** EDGES[1:-1], dtype=dtype).view(ints)
+    edges = torch.cat([torch.ones(1, dtype=ints), inner, torch.tensor([math.inf], dtype=dtype).view(ints)])
+    top = torch.iinfo(ints).max
+    near = (edges.long()[:, None] + torch.arange(-2, 3)).reshape(-1)
+    random = torch.randint(0, top, (1 << 20,), generator=torch.Generator().manual_seed(0), dtype=torch.int64)
+    patterns = torch.cat([near[(near >= 0) & (near <= top)], random, torch.tensor([0, top])]).to(ints)
+    for sign in (0, torch.iinfo(ints).min):
+        values = (patterns | sign).view(dtype)
+        column = torch.bucketize(values.view(ints) & top, edges, right=True)  # 0 zero, 1..100 bins, 101 inf/NaN
+        want = torch.bincount(column, minlength=102).double()
+        want = torch.cat([want[:1], want[-1:], want[1:-1]])  # our columns: zeros, non-finite, then the bins
+        assert torch.equal(_histogram(values), want)
 
 
 def test_a_record_without_histograms_reads_as_empty(tmp_path):

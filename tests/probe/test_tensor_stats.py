@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradient_doctor.probe.tensor_stats import sum_of_squares, tensor_stats
+from gradient_doctor.probe.tensor_stats import count_nonfinite, sum_of_squares, tensor_stats
 
 RTOL = 1e-5
 CHUNK = 1 << 18
@@ -195,3 +195,25 @@ def test_sum_of_squares(fast):
     want = [float(f.double().square().sum()) for f in flats]
     np.testing.assert_allclose(got.numpy(), want, rtol=RTOL, atol=0.0, equal_nan=True)
     assert got[3] > 0 and got[5] > 0 and math.isfinite(got[4])
+
+
+# -- count_nonfinite: the model's inputs ------------------------------------------------------
+@FAST
+def test_count_nonfinite(fast):
+    """Against a float64 count, with sums that overflow although every entry is finite (float32, float16), mixed
+    infinities whose sum is NaN, an empty tensor and a non-contiguous one."""
+    g = _gen(6)
+    with_bad = torch.randn(7, 9, generator=g)
+    with_bad[1, 2], with_bad[3, 4], with_bad[5, 6] = math.inf, -math.inf, math.nan
+    tensors = [
+        torch.randn(4, 5, generator=g),
+        with_bad.t(),
+        torch.full((4,), 3e38),  # finite entries, float32 sum overflows
+        torch.full((3,), 6e4, dtype=torch.float16),  # finite entries, float16 sum overflows
+        torch.tensor([math.inf, -math.inf], dtype=torch.float64),
+        torch.empty(0, 3),
+    ]
+    for chosen in (*([t] for t in tensors), tensors):
+        want = sum(float((~torch.isfinite(t.double())).sum()) for t in chosen)
+        got = count_nonfinite(chosen, fast=fast)
+        assert got.dtype == torch.float64 and got.dim() == 0 and float(got) == want

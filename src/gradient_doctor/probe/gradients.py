@@ -34,6 +34,8 @@ from .tensor_stats import (
 )
 
 _NAN = float("nan")
+_SUMMED = (SUM_OF_SQUARES, NONFINITE, NONZERO)  # the statistics summed over a layer's parameters
+_PARAM_ROWS = (SUM_OF_SQUARES, NONFINITE, MAX_ABS, NONZERO)  # become grad_norm, nonfinite, grad_max, grad_zero_frac
 
 
 def gradient_blocks(
@@ -63,24 +65,25 @@ def gradient_blocks(
     if reduce is not None:
         stats = reduce(stats, detail)
 
-    rows = (SUM_OF_SQUARES, NONFINITE, NONZERO) if detail else (SUM_OF_SQUARES, NONFINITE)
-    picked = torch.stack([stats[row] for row in rows])  # not stats[list]: a CUDA tensor indexed by a list syncs
-    summed = picked if has_grad is None else torch.where(has_grad > 0, picked, 0.0)
+    # rows picked by an index tensor made once (a CUDA tensor indexed by a list syncs); few kernels, most in place
+    summed = stats.index_select(0, on_device(_SUMMED[: 3 if detail else 2], torch.long, device))
+    if has_grad is not None:
+        summed = torch.where(has_grad > 0, summed, 0.0)
     layer_sums = rollup.sum(summed)  # per layer: squares, non-finites (, non-zeros)
-    param_rows = [stats[SUM_OF_SQUARES].sqrt(), stats[NONFINITE]]
-    layer_rows = [layer_sums[0].sqrt(), layer_sums[1]]
+    param_block = stats.index_select(0, on_device(_PARAM_ROWS, torch.long, device))  # rows 2, 3 NaN unless detail
+    param_block[0].sqrt_()
+    layer_block = torch.full((4, rollup.n_layers), _NAN, dtype=torch.float64, device=device)
+    layer_block[:2] = layer_sums[:2]
+    layer_block[0].sqrt_()
     if detail:
         entries = rollup.sum(numel if has_grad is None else numel * has_grad)
         maxima = stats[MAX_ABS] if has_grad is None else torch.where(has_grad > 0, stats[MAX_ABS], -torch.inf)
-        param_rows += [stats[MAX_ABS], 1 - stats[NONZERO] / numel]
-        layer_rows += [rollup.amax(maxima), 1 - layer_sums[2] / entries]
-    else:
-        param_rows += [torch.full_like(param_rows[0], _NAN)] * 2
-        layer_rows += [torch.full_like(layer_rows[0], _NAN)] * 2
+        param_block[3] = 1 - stats[NONZERO] / numel
+        layer_block[2] = rollup.amax(maxima)
+        layer_block[3] = 1 - layer_sums[2] / entries
     # a layer without parameters, or none of whose parameters has a gradient: NaN
     layer_has_grad = rollup.owns if has_grad is None else rollup.sum(has_grad) > 0
-    layer_grad = torch.where(layer_has_grad, torch.stack(layer_rows), _NAN)
-    return layer_grad, torch.stack(param_rows)
+    return torch.where(layer_has_grad, layer_block, _NAN), param_block
 
 
 def weight_norms(

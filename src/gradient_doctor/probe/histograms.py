@@ -16,9 +16,10 @@ entries (inf, NaN) are counted in two columns of their own, never in a bin. Half
 healthy layer's spread (a few decades) into several bins while one step of all layers stays small:
 layers × 102 float64.
 
-Each parameter's entries are binned by their bit patterns (see `_histogram`: a masked copy and a bin index
-per entry, 2^24 entries at a time, so the transient memory is at most 128 MB, bfloat16/float16 gradients
-taking a float32 copy first); the parameters' counts are summed into their layers with the `Rollup`.
+Each parameter's entries are binned by their bit patterns (see `_histogram`: a masked copy, a bucket, two
+table reads and a bin index per entry, 2^22 entries at a time, so the transient memory stays under 100 MB,
+bfloat16/float16 gradients taking a float32 copy first); the parameters' counts are summed into their layers with
+the `Rollup`.
 Entries on an edge go to the bin above it, as in `numpy.histogram`. A layer
 none of whose parameters has a gradient (or that owns none, such as an activation module) gets NaN.
 """
@@ -40,7 +41,7 @@ from .tensor_stats import flat_view
 LOW, HIGH, BINS = -40.0, 10.0, 100  # log10 |g|: half-decade bins from 1e-40 to 1e10
 ZEROS, NONFINITE = 0, 1  # the columns before the bins
 COLUMNS = BINS + 2
-_CHUNK = 1 << 24  # entries binned at a time: bounds the transient memory
+_CHUNK = 1 << 22  # entries binned at a time: bounds the transient memory
 
 
 def bin_edges(low: float = LOW, high: float = HIGH, bins: int = BINS) -> np.ndarray:
@@ -60,7 +61,8 @@ def gradient_histograms(
     for i, grad in enumerate(grads):
         if grad is not None and grad.numel():
             flat = flat_view(grad)
-            per_param[:, i] = sum(_histogram(flat[k : k + _CHUNK]) for k in range(0, flat.numel(), _CHUNK)).to(device)
+            chunks = [_histogram(flat[k : k + _CHUNK]) for k in range(0, flat.numel(), _CHUNK)]
+            per_param[:, i] = (chunks[0] if len(chunks) == 1 else torch.stack(chunks).sum(0)).to(device)
     if reduce is not None:
         per_param = reduce(per_param)
     has_grad = rollup.sum(on_device(present, torch.float64, device)) > 0
@@ -70,27 +72,57 @@ def gradient_histograms(
 def _histogram(flat: Tensor) -> Tensor:
     """Float64 [COLUMNS] of one flat float32/float64 tensor: zeros, non-finite entries, then the bins.
 
-    Non-negative floats order as their bit patterns do: with the sign bit masked off, one `bucketize`
-    against the edges' bit patterns sorts every entry into zero, a bin, or inf/NaN (whose patterns are the
-    largest), and one `index_add_` counts them (float64 counts are exact; no host sync, no `bincount`)."""
+    Non-negative floats order as their bit patterns do, so with the sign bit masked off an entry's column is the
+    number of edges (as bit patterns: the smallest positive value, the inner edges, +inf) at or below its pattern.
+    That count is read from two tables indexed by the pattern's top 15 bits (`_lookup`): the count at the bucket's
+    start, plus one if the entry is past the one edge inside its bucket (`below - pattern` is negative, and its
+    arithmetic right shift by the sign bit's position -1, exactly then), then counted per column (`_tally`).
+    Exactly `bucketize` against the edges' patterns, with integer arithmetic only, at a tenth of its cost on the
+    CPU."""
     ints, mask = _BITS[flat.dtype]
-    bounds, order = _constants(flat.dtype, flat.device)
-    index = torch.bucketize(flat.view(ints) & mask, bounds, right=True, out_int32=True)
-    counts = torch.zeros(COLUMNS, dtype=torch.float64, device=flat.device)
-    counts.index_add_(0, index, torch.ones(1, dtype=torch.float64, device=flat.device).expand(index.numel()))
-    return counts[order]
+    first, below, order = _lookup(flat.dtype, flat.device)
+    bits = _BITS_PER[flat.dtype]
+    patterns = flat.view(ints) & mask
+    bucket = patterns >> (bits - _BUCKET_BITS)
+    index = first.index_select(0, bucket) - ((below.index_select(0, bucket) - patterns) >> bits)
+    return _tally(index)[order]
+
+
+def _tally(index: Tensor) -> Tensor:
+    """Float64 [COLUMNS]: how many entries of `index` hold each column (exact counts). On the CPU `bincount`, twice
+    as fast as `index_add_`; on accelerators `index_add_`, since `bincount` there reads its input's maximum back
+    to the host (a sync)."""
+    if index.device.type == "cpu":
+        return torch.bincount(index, minlength=COLUMNS).double()
+    counts = torch.zeros(COLUMNS, dtype=torch.float64, device=index.device)
+    return counts.index_add_(0, index, torch.ones(1, dtype=torch.float64, device=index.device).expand(index.numel()))
 
 
 _BITS = {torch.float32: (torch.int32, 0x7FFFFFFF), torch.float64: (torch.int64, 0x7FFFFFFFFFFFFFFF)}
+_BITS_PER = {torch.float32: 31, torch.float64: 63}  # bits of a pattern with the sign masked off
+#: Buckets of bit patterns by their top bits: 2^15 of them hold at most one edge each (a float32 bucket spans
+#: 1/128 of a binade, 0.0024 decades, and the float32 subnormals' edges 10^-40 ... 10^-38 fall in different ones;
+#: a float64 bucket spans 1/16 of a binade), checked when the tables are built.
+_BUCKET_BITS = 15
 
 
 @functools.lru_cache(maxsize=None)
-def _constants(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-    """(bounds, order) on `device`, made once: the bit patterns (as signed ints) of the smallest positive
-    `dtype` value, of the inner edges 10^e and of +inf; and the columns from bucketize's index (0 zero,
-    1 … BINS the bins, BINS + 1 inf/NaN) to ours (zeros, non-finite, bins)."""
+def _lookup(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """(first, below, order) on `device`, made once. The edges are the bit patterns (as signed ints) of the smallest
+    positive `dtype` value, of the inner edges 10^e and of +inf; an entry's bucketize index (`right=True`) is the
+    number of edges at or below its pattern. Per bucket of patterns: `first`, that count at the bucket's first
+    pattern; `below`, the last pattern before the edge inside the bucket (the largest int where there is none).
+    `order` maps bucketize's index (0 zero, 1 … BINS the bins, BINS + 1 inf/NaN) to our columns."""
     ints, _ = _BITS[dtype]
     inner = torch.tensor(10.0 ** bin_edges()[1:-1], dtype=dtype).view(ints)
-    bounds = torch.cat([torch.ones(1, dtype=ints), inner, torch.tensor([math.inf], dtype=dtype).view(ints)])
+    edges = torch.cat([torch.ones(1, dtype=ints), inner, torch.tensor([math.inf], dtype=dtype).view(ints)]).long()
+    width = 1 << (_BITS_PER[dtype] - _BUCKET_BITS)
+    starts = torch.arange(1 << _BUCKET_BITS, dtype=torch.int64) * width
+    first = torch.bucketize(starts, edges, right=True)
+    last = torch.bucketize(starts + (width - 1), edges, right=True)
+    if int((last - first).max()) > 1:
+        raise AssertionError(f"a bucket of {dtype} bit patterns holds more than one histogram edge")
+    nxt = torch.cat([edges, edges.new_full((1,), torch.iinfo(torch.int64).max)])[first]
+    below = torch.where(last > first, nxt - 1, torch.iinfo(ints).max).to(ints)
     order = torch.tensor([0, BINS + 1, *range(1, BINS + 1)])
-    return bounds.to(device), order.to(device)
+    return first.to(ints).to(device), below.to(device), order.to(device)

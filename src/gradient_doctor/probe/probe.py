@@ -31,7 +31,7 @@ from .layers import SATURATION_EPS, discover, is_compiled
 from .metrics import GROUPS, LAYER_METRICS, PARAM_METRICS
 from .rollup import Rollup
 from .sharded import Shards, any_sharded
-from .tensor_stats import MAX_ABS, NONFINITE, NONZERO, SUM_OF_SQUARES
+from .tensor_stats import MAX_ABS, NONFINITE, NONZERO, SUM_OF_SQUARES, count_nonfinite
 from .time import TimeProbe
 
 # rows of a step's blocks (see metrics.py): the gradient block's four rows land in two groups
@@ -319,9 +319,9 @@ class Probe:
     def _count_bad_inputs(self, inputs: tuple) -> None:
         """Add the inf/NaN entries of the forward pass's floating-point tensor arguments to an on-device count (no
         host sync): a NaN in the data shows here before it reaches any layer."""
-        counts = [(~torch.isfinite(x)).sum() for x in inputs if isinstance(x, Tensor) and x.is_floating_point()]
-        if counts:
-            total = torch.stack(counts).sum().to(self.device, torch.float64)
+        floats = [x for x in inputs if isinstance(x, Tensor) and x.is_floating_point()]
+        if floats:
+            total = count_nonfinite(floats).to(self.device)
             self._bad_inputs = total if self._bad_inputs is None else self._bad_inputs + total
 
     # -- forward order ---------------------------------------------------------------------

@@ -42,7 +42,7 @@ _FLOATS = (torch.float32, torch.float64)
 def flat_view(tensor: Tensor) -> Tensor:
     """A flat float32/float64 view of a dense tensor's entries (values only for a sparse one)."""
     if tensor.layout is torch.strided and tensor.dtype in _FLOATS and tensor.is_contiguous() and tensor.numel():
-        return tensor.detach().view(-1)  # the common case, without the checks below
+        return (tensor.detach() if tensor.requires_grad else tensor).view(-1)  # the common case (a gradient)
     if tensor.is_sparse:
         tensor = tensor.coalesce().values()
     flat = tensor.detach().reshape(-1)
@@ -68,8 +68,8 @@ def sum_of_squares(flats: list[Tensor], *, fast: bool | None = None) -> Tensor:
     if not flats:
         return torch.zeros(0, dtype=torch.float64)
     if not _use_fast_path(flats, fast):
-        return torch.stack(torch._foreach_norm(flats, 2, dtype=torch.float64)).square()
-    return _repair_sums(flats, stack64([dot_self(f) for f in flats]))
+        return _norms(flats, 2).square()
+    return torch.tensor(_repaired(flats, [dot_self(f).item() for f in flats]), dtype=torch.float64)
 
 
 def tensor_stats(tensors: list[Tensor], *, detail: bool = True, fast: bool | None = None) -> Tensor:
@@ -85,27 +85,34 @@ def tensor_stats(tensors: list[Tensor], *, detail: bool = True, fast: bool | Non
         return torch.zeros(4, 0, dtype=torch.float64)
     if not _use_fast_path(flats, fast):
         return _stats_generic(flats, detail)
-    sums = stack64([dot_self(f) for f in flats])
+    return torch.tensor(_stats_cpu(flats, detail), dtype=torch.float64)
+
+
+def _stats_cpu(flats: list[Tensor], detail: bool) -> list[list[float]]:
+    """The four rows as host floats. Reading a CPU tensor is a memory read, not a sync, so each result is read as it
+    comes (one `.item()` per kernel; no stacking) and checked: a non-finite entry makes the sum non-finite (and the
+    sign-sum NaN), so only then are the entries counted; doubtful float32 sums are recomputed (`_repaired`)."""
+    n = len(flats)
+    sums = [dot_self(f).item() for f in flats]
     if detail:
-        extremes = [torch.aminmax(f) for f in flats]
-        max_abs = torch.maximum(
-            stack64([hi for _, hi in extremes]), stack64([lo for lo, _ in extremes]).neg()
-        )
-        nonzero = stack64([count_nonzero_fast(f) for f in flats])
+        peaks = [_peak(*torch.aminmax(f)) for f in flats]
+        nonzero = [count_nonzero_fast(f).item() for f in flats]
     else:
-        max_abs = nonzero = torch.full_like(sums, math.nan)
-    nonfinite = torch.zeros_like(sums)
-    # CPU tensors: reading them is a memory read, not a sync. A non-finite entry makes the sum
-    # non-finite (and the sign-sum NaN), so only then are the entries counted.
-    counts = nonzero.tolist() if detail else None
-    for i, total in enumerate(sums.tolist()):
-        if math.isfinite(total) and (counts is None or math.isfinite(counts[i])):
+        peaks, nonzero = [math.nan] * n, [math.nan] * n
+    nonfinite = [0.0] * n
+    for i, total in enumerate(sums):
+        if math.isfinite(total) and (not detail or math.isfinite(nonzero[i])):
             continue
-        nonfinite[i] = float(flats[i].numel() - int(torch.isfinite(flats[i]).sum()))
+        nonfinite[i] = float(_nonfinite(flats[i]))
         if detail:
             nonzero[i] = float(torch.count_nonzero(flats[i]))
-    sums = _repair_sums(flats, sums, max_abs if detail else None)
-    return torch.stack([sums, max_abs, nonzero, nonfinite])
+    return [_repaired(flats, sums, peaks if detail else None), peaks, nonzero, nonfinite]
+
+
+def _peak(low: Tensor, high: Tensor) -> float:
+    """max |x| from `aminmax`'s two 0-d results (NaN when they are: a NaN entry)."""
+    low, high = low.item(), high.item()
+    return math.nan if math.isnan(low) or math.isnan(high) else max(high, -low)
 
 
 def _use_fast_path(flats: list[Tensor], fast: bool | None) -> bool:
@@ -140,27 +147,61 @@ def count_nonzero_fast(flat: Tensor, *, nonnegative: bool = False) -> Tensor:
     return signs.sum(dtype=torch.float64)
 
 
-def _repair_sums(flats: list[Tensor], sums: Tensor, max_abs: Tensor | None = None) -> Tensor:
-    """Recompute in float64 the float32 sums that may have underflowed or overflowed (CPU only:
-    reading the sums is a memory read, not a sync)."""
-    peaks = max_abs.tolist() if max_abs is not None else None
-    for i, total in enumerate(sums.tolist()):
+def _repaired(flats: list[Tensor], sums: list[float], peaks: list[float] | None = None) -> list[float]:
+    """`sums` (host floats, in place) with the float32 sums that may have underflowed or overflowed recomputed in
+    float64 (CPU only: reading a result is a memory read, not a sync)."""
+    for i, total in enumerate(sums):
         flat = flats[i]
         if flat.dtype != torch.float32 or flat.numel() * _TINY_F32_PER_ENTRY <= total <= _HUGE_F32:
             continue  # (a NaN sum fails the comparison and is recomputed)
         if peaks is not None and peaks[i] == 0:
             continue  # an all-zero tensor's sum is exactly 0: nothing to repair
-        sums[i] = torch.linalg.vector_norm(flat, dtype=torch.float64).square()
+        sums[i] = torch.linalg.vector_norm(flat, dtype=torch.float64).square().item()
     return sums
 
 
 def _stats_generic(flats: list[Tensor], detail: bool) -> Tensor:
-    sums = torch.stack(torch._foreach_norm(flats, 2, dtype=torch.float64)).square()
-    numel = on_device(tuple(f.numel() for f in flats), torch.float64, sums.device)
-    finite = torch.stack([torch.isfinite(f).sum() for f in flats]).double()
+    sums = _norms(flats, 2).square()
+    nonfinite = torch.stack([_nonfinite(f) for f in flats]).double()
     if not detail:
         nan = torch.full_like(sums, math.nan)
-        return torch.stack([sums, nan, nan, numel - finite])
-    max_abs = stack64(torch._foreach_norm(flats, math.inf))
+        return torch.stack([sums, nan, nan, nonfinite])
+    max_abs = _norms(flats, math.inf)
     nonzero = torch.stack([torch.count_nonzero(f) for f in flats]).double()
-    return torch.stack([sums, max_abs, nonzero, numel - finite])
+    return torch.stack([sums, max_abs, nonzero, nonfinite])
+
+
+def _norms(flats: list[Tensor], order: float) -> Tensor:
+    """Float64 vector of each flat tensor's `order`-norm, accumulated in float64: one fused `torch._foreach_norm` per
+    dtype (given a mixed list, it would fall back to one kernel per tensor)."""
+    groups: dict[torch.dtype, list[int]] = {}
+    for i, flat in enumerate(flats):
+        groups.setdefault(flat.dtype, []).append(i)
+    if len(groups) == 1:
+        return torch.stack(torch._foreach_norm(flats, order, dtype=torch.float64))
+    out = torch.empty(len(flats), dtype=torch.float64, device=flats[0].device)
+    for members in groups.values():
+        norms = torch._foreach_norm([flats[i] for i in members], order, dtype=torch.float64)
+        out[on_device(tuple(members), torch.long, out.device)] = torch.stack(norms)
+    return out
+
+
+def count_nonfinite(tensors: list[Tensor], *, fast: bool | None = None) -> Tensor:
+    """Float64 0-d count of the inf/NaN entries of all `tensors`, on their device, without a host sync.
+
+        >>> count_nonfinite([torch.tensor([1.0, math.inf]), torch.tensor([[math.nan, 2.0]])])
+        tensor(2., dtype=torch.float64)
+
+    On the CPU one sum per tensor decides: it is finite only when every entry is (or it overflowed), and only a
+    tensor whose sum is not finite is counted entry by entry. On accelerators every tensor is counted on its device.
+    """
+    if _use_fast_path(tensors, fast):
+        return torch.tensor(sum(float(_nonfinite(t)) for t in tensors if not math.isfinite(t.sum())),
+                            dtype=torch.float64)
+    return torch.stack([_nonfinite(t) for t in tensors]).sum().double()
+
+
+def _nonfinite(tensor: Tensor) -> Tensor:
+    """0-d count of the inf/NaN entries of a floating-point tensor: `x - x` is 0 at a finite entry and NaN at inf or
+    NaN (two passes and one temporary, where `~isfinite(x)` takes five and three)."""
+    return torch.isnan(tensor - tensor).sum()
