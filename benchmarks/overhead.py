@@ -241,7 +241,7 @@ def compare(workload: Workload, config: str, device: torch.device, *, quick: boo
         finally:
             watched.attached.close()
             watched.attached = None
-    return summarize(workload, config, steps, chunk, [p for p, _ in times], [w for _, w in times])
+    return summarize(workload.name, config, steps, chunk, [p for p, _ in times], [w for _, w in times])
 
 
 def peer_row(workload: Workload, peer: Peer, cadence: int | None, device: torch.device, **timing: Any
@@ -261,12 +261,12 @@ def peer_row(workload: Workload, peer: Peer, cadence: int | None, device: torch.
     return {**row, **about, "status": "measured"}
 
 
-def summarize(workload: Workload, config: str, steps: int, chunk: int, plain: list[float],
+def summarize(model: str, config: str, steps: int, chunk: int, plain: list[float],
               watched: list[float]) -> dict[str, Any]:
     """One result row from each round's seconds per side: ms/step from the medians over rounds, the per-round
     ratio watched / plain (median and quartiles), the ratio of totals, and the raw round times.
 
-    >>> row = summarize(WORKLOADS["mlp"], "defaults", 50, 1, plain=[1.0, 1.0], watched=[1.1, 1.3])
+    >>> row = summarize("mlp", "defaults", 50, 1, plain=[1.0, 1.0], watched=[1.1, 1.3])
     >>> [round(row[k], 3) for k in ("plain_ms", "watched_ms", "round_ratio_median", "ratio_of_totals")]
     [20.0, 24.0, 1.2, 1.2]
     """
@@ -275,7 +275,7 @@ def summarize(workload: Workload, config: str, steps: int, chunk: int, plain: li
     plain_ms = 1000 * statistics.median(plain) / steps
     watched_ms = 1000 * statistics.median(watched) / steps
     return {
-        "model": workload.name,
+        "model": model,
         "config": config,
         "plain_ms": plain_ms,
         "watched_ms": watched_ms,
