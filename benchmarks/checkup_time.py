@@ -1,12 +1,15 @@
-"""Timing of `gd.checkup`: a 20-layer MLP, and a GPT-2-small-sized pre-norm nn.TransformerEncoder (124 M params).
+"""Timing of `gd.checkup`: a 20-layer MLP, a GPT-2-small-sized pre-norm nn.TransformerEncoder (124 M params), and a
+96-layer BERT-base (transformers `BertConfig(num_hidden_layers=96)`, 682 M params, random init, no download).
 
     $ python benchmarks/checkup_time.py
 
-Prints each timing and the findings; the figures are recorded in docs/checkup.md ("Cost").
+Prints each timing next to a plain forward+backward of the same batch, and the findings; the figures are recorded in
+docs/checkup.md ("Cost") and BENCHMARKS.md.
 """
 import time
 
 import torch
+import transformers
 from torch import nn
 
 from gradient_doctor.diagnose import checkup
@@ -58,3 +61,14 @@ model.apply(gpt2_init)
 t, d = timed(model, ids, 3)
 print(f"GPT-2-small-sized encoder (batch 2, seq 128): {['%.2f' % v for v in t]} s; healthy {d.healthy}; "
       f"findings {[(f.kind, f.severity) for f in d.findings]}; r={d.measurement.budget.end_to_end:.3g}")
+
+torch.manual_seed(0)
+bert = transformers.BertForMaskedLM(transformers.BertConfig(vocab_size=512, num_hidden_layers=96))
+ids = torch.randint(0, 512, (8, 32))
+batch = {"input_ids": ids, "labels": ids}  # masked-LM loss on 8 x 32 tokens, as benchmarks/real's BERT controls
+for _ in range(2):
+    t0 = time.perf_counter(); bert(**batch).loss.backward(); bert.zero_grad(set_to_none=True)
+    print(f"96-layer BERT-base plain forward+backward: {time.perf_counter() - t0:.2f} s")
+t, d = timed(bert, batch, 2)
+print(f"96-layer BERT-base ({sum(p.numel() for p in bert.parameters()) / 1e6:.0f} M params, batch 8 x 32 tokens): "
+      f"{['%.2f' % v for v in t]} s; healthy {d.healthy}; findings {[(f.kind, f.severity) for f in d.findings]}")

@@ -69,7 +69,16 @@ def sum_of_squares(flats: list[Tensor], *, fast: bool | None = None) -> Tensor:
         return torch.zeros(0, dtype=torch.float64)
     if not _use_fast_path(flats, fast):
         return _norms(flats, 2).square()
-    return torch.tensor(_repaired(flats, [dot_self(f).item() for f in flats]), dtype=torch.float64)
+    return torch.tensor(squares_on_host(flats), dtype=torch.float64)
+
+
+def squares_on_host(flats: list[Tensor]) -> list[float]:
+    """The CPU path of `sum_of_squares` as host floats (no tensor made): reading a CPU result is a memory read.
+
+        >>> squares_on_host([torch.tensor([3.0, 4.0])])
+        [25.0]
+    """
+    return _repaired(flats, [dot_self(f) for f in flats])
 
 
 def tensor_stats(tensors: list[Tensor], *, detail: bool = True, fast: bool | None = None) -> Tensor:
@@ -93,7 +102,7 @@ def _stats_cpu(flats: list[Tensor], detail: bool) -> list[list[float]]:
     comes (one `.item()` per kernel; no stacking) and checked: a non-finite entry makes the sum non-finite (and the
     sign-sum NaN), so only then are the entries counted; doubtful float32 sums are recomputed (`_repaired`)."""
     n = len(flats)
-    sums = [dot_self(f).item() for f in flats]
+    sums = [dot_self(f) for f in flats]
     if detail:
         peaks = [_peak(*torch.aminmax(f)) for f in flats]
         nonzero = [count_nonzero_fast(f).item() for f in flats]
@@ -128,15 +137,16 @@ def stack64(scalars: list[Tensor]) -> Tensor:
     return torch.stack(scalars).double()
 
 
-def dot_self(flat: Tensor) -> Tensor:
+def dot_self(flat: Tensor) -> float:
+    """flat · flat of a flat CPU tensor, as a host float: float32 dots over chunks of at most _CHUNK entries, their
+    sum in float64."""
     n = flat.numel()
     if n <= _CHUNK:
-        return torch.dot(flat, flat)
+        return torch.dot(flat, flat).item()
     k = n // _CHUNK
     head = flat[: k * _CHUNK].view(k, 1, _CHUNK)
-    chunk_sums = torch.bmm(head, head.transpose(1, 2)).reshape(k).double().sum()
     tail = flat[k * _CHUNK :]
-    return chunk_sums + torch.dot(tail, tail).double()
+    return torch.bmm(head, head.transpose(1, 2)).reshape(k).double().sum().item() + torch.dot(tail, tail).item()
 
 
 def count_nonzero_fast(flat: Tensor, *, nonnegative: bool = False) -> Tensor:

@@ -30,7 +30,7 @@ def measure(
     layers, params = discover(model)
     tensors = [p.tensor for p in params]
     trainable = [i for i, t in enumerate(tensors) if t.requires_grad]
-    grad_sq: dict[int, list[Tensor]] = {}  # parameter index -> float64 squared norms, one per trial
+    grad_sq: dict[int, list[Tensor | float]] = {}  # parameter index -> squared norms, one per trial
     losses, source = [], "readout"
     with LayerTaps(layers) as taps, SequenceInputs(model) as sequences, NormCandidates(layers) as norms:
         for trial in range(trials):
@@ -60,7 +60,7 @@ def measure(
     return Measurement(stats, gradient_budget(stats), recurrent, source, loss, trials)
 
 
-def _layer_stats(layer: Layer, index: int, taps: LayerTaps, grad_sq: dict[int, list[Tensor]],
+def _layer_stats(layer: Layer, index: int, taps: LayerTaps, grad_sq: dict[int, list[Tensor | float]],
                  tensors: list[Tensor], trials: int, normalizing: set[str]) -> LayerStats:
     own = [tensors[p] for p in layer.params]
     weight_sq = [float(sum_sq(t)) for t in own]

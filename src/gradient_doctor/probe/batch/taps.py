@@ -16,13 +16,15 @@ is removed on exit, also after an exception.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from ..hooks import Hooks
 from ..keras_layers import tap_activation
 from ..layers import Layer, saturated_count, unit_dim, unit_maxima
-from ..tensor_stats import flat_view, sum_of_squares
+from ..tensor_stats import flat_view, squares_on_host, sum_of_squares
 
 
 class LayerTaps(Hooks):
@@ -32,12 +34,12 @@ class LayerTaps(Hooks):
         super().__init__()
         self.layers = layers
         self.order: list[int] = []  # layer indices in first-call order
-        self.delta_in_sq: dict[int, list[Tensor]] = {}
-        self.delta_out_sq: dict[int, list[Tensor]] = {}
-        self.delta_mid_sq: dict[int, list[Tensor]] = {}  # at the input of an activation applied inside the layer
-        self.out_sq: dict[int, list[Tensor]] = {}
+        self.delta_in_sq: dict[int, list[Tensor | float]] = {}
+        self.delta_out_sq: dict[int, list[Tensor | float]] = {}
+        self.delta_mid_sq: dict[int, list[Tensor | float]] = {}  # at the input of an activation within the layer
+        self.out_sq: dict[int, list[Tensor | float]] = {}
         self.out_numel: dict[int, int] = {}
-        self.in_sq: dict[int, list[Tensor]] = {}  # forward input: its first floating-point tensor argument
+        self.in_sq: dict[int, list[Tensor | float]] = {}  # forward input: its first floating-point tensor argument
         self.in_numel: dict[int, int] = {}
         self.samples: dict[int, int] = {}  # outputs per unit: positions × examples
         self.saturated: dict[int, list[Tensor]] = {}  # saturating activations: count of saturated outputs
@@ -109,23 +111,29 @@ class LayerTaps(Hooks):
             self.unit_max[index] = torch.maximum(seen, unit_max) if same else None
 
     @staticmethod
-    def _accumulate(store: dict[int, list[Tensor]], index: int):
+    def _accumulate(store: dict[int, list[Tensor | float]], index: int):
         def hook(grad: Tensor) -> None:
             store.setdefault(index, []).append(sum_sq(grad))
 
         return hook
 
 
-def total(values: list[Tensor] | None) -> float:
-    """The sum of accumulated float64 scalars (NaN when there were none): one host read per layer."""
+def total(values: list[Tensor | float] | None) -> float:
+    """The sum of accumulated scalars, 0-d device tensors or host floats (NaN when there were none): one host read
+    per layer."""
     if not values:
         return float("nan")
-    return float(torch.stack(values).sum())
+    if isinstance(values[0], Tensor):
+        return float(torch.stack(values).sum())
+    return math.fsum(values)
 
 
-def sum_sq(tensor: Tensor) -> Tensor:
-    """Float64 sum of squares, exact to float64 rounding also for vanishing (underflowing) or huge values."""
-    return sum_of_squares([flat_view(tensor)])[0]
+def sum_sq(tensor: Tensor) -> Tensor | float:
+    """Float64 sum of squares, also for vanishing (underflowing) or huge values: on an accelerator a 0-d tensor (read
+    once per layer by `total`, no sync per call), on the CPU a host float (reading a CPU result is a memory read; a
+    checkup takes four of these per layer, and no tensor is made for any)."""
+    flat = flat_view(tensor)
+    return squares_on_host([flat])[0] if flat.device.type == "cpu" else sum_of_squares([flat])[0]
 
 
 def _differentiable(value) -> bool:
