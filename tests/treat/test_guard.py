@@ -138,19 +138,24 @@ def test_a_healthy_run_gets_no_intervention_and_bit_identical_weights():
         assert torch.equal(a, b)
 
 
-def test_interventions_are_in_the_record_on_disk(tmp_path):
+def _poisoned_run(steps: int, poisoned: int, value: float, **watch_options) -> None:
+    """A guarded run of `steps` SGD steps whose batch at step `poisoned` is all `value` (inf or NaN)."""
     x, y = _data()
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with gd.watch(model, opt, guard=True, log_dir=tmp_path / "a") as run:
-        for step in range(5):
+    with gd.watch(model, opt, guard=True, **watch_options) as run:
+        for step in range(steps):
             xb, yb = _batch(x, y, step)
-            if step == 3:
-                xb[:] = float("inf")
+            if step == poisoned:
+                xb[:] = value
             opt.zero_grad()
             nn.functional.cross_entropy(model(xb), yb).backward()
             opt.step()
             run.step()
+
+
+def test_interventions_are_in_the_record_on_disk(tmp_path):
+    _poisoned_run(5, 3, float("inf"), log_dir=tmp_path / "a")
     loaded = gd.load(tmp_path / "a").interventions
     assert [(i.step, i.kind) for i in loaded] == [(3, "skipped_update")]
     assert "skipped update" in str(loaded[0])
@@ -175,18 +180,7 @@ def test_show_the_html_report_and_tensorboard_tell_each_action(tmp_path, capsys)
 
     from gradient_doctor.cli.main import main
 
-    x, y = _data()
-    model = _model()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with gd.watch(model, opt, guard=True, log_dir=tmp_path / "a", tensorboard=tmp_path / "tb") as run:
-        for step in range(6):
-            xb, yb = _batch(x, y, step)
-            if step == 4:
-                xb[:] = float("nan")
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(xb), yb).backward()
-            opt.step()
-            run.step()
+    _poisoned_run(6, 4, float("nan"), log_dir=tmp_path / "a", tensorboard=tmp_path / "tb")
     assert main(["show", str(tmp_path / "a")]) in (0, 1)
     assert "step 4: skipped update" in capsys.readouterr().out
     page = gd.report(tmp_path / "a", tmp_path / "a.html").read_text()
