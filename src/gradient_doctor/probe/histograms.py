@@ -75,17 +75,14 @@ def _histogram(flat: Tensor) -> Tensor:
     Non-negative floats order as their bit patterns do, so with the sign bit masked off an entry's column is the
     number of edges (as bit patterns: the smallest positive value, the inner edges, +inf) at or below its pattern.
     That count is read from two tables indexed by the pattern's top 15 bits (`_lookup`): the count at the bucket's
-    start, plus one if the entry is past the one edge inside its bucket (`below - pattern` is negative, and its
-    arithmetic right shift by the sign bit's position -1, exactly then), then counted per column (`_tally`).
-    Exactly `bucketize` against the edges' patterns, with integer arithmetic only, at a tenth of its cost on the
+    start (one byte per entry), plus one if the entry is past the one edge inside its bucket, then counted per column
+    (`_tally`). Exactly `bucketize` against the edges' patterns, in about a seventh of its time per tensor on the
     CPU."""
     ints, mask = _BITS[flat.dtype]
     first, below, order = _lookup(flat.dtype, flat.device)
-    bits = _BITS_PER[flat.dtype]
     patterns = flat.view(ints) & mask
-    bucket = patterns >> (bits - _BUCKET_BITS)
-    index = first.index_select(0, bucket) - ((below.index_select(0, bucket) - patterns) >> bits)
-    return _tally(index)[order]
+    bucket = patterns >> (_BITS_PER[flat.dtype] - _BUCKET_BITS)
+    return _tally(first.index_select(0, bucket).add_(below.index_select(0, bucket) < patterns))[order]
 
 
 def _tally(index: Tensor) -> Tensor:
@@ -95,7 +92,8 @@ def _tally(index: Tensor) -> Tensor:
     if index.device.type == "cpu":
         return torch.bincount(index, minlength=COLUMNS).double()
     counts = torch.zeros(COLUMNS, dtype=torch.float64, device=index.device)
-    return counts.index_add_(0, index, torch.ones(1, dtype=torch.float64, device=index.device).expand(index.numel()))
+    ones = torch.ones(1, dtype=torch.float64, device=index.device).expand(index.numel())
+    return counts.index_add_(0, index.int(), ones)  # (index_add_ takes int32/int64 indices)
 
 
 _BITS = {torch.float32: (torch.int32, 0x7FFFFFFF), torch.float64: (torch.int64, 0x7FFFFFFFFFFFFFFF)}
@@ -110,8 +108,9 @@ _BUCKET_BITS = 15
 def _lookup(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """(first, below, order) on `device`, made once. The edges are the bit patterns (as signed ints) of the smallest
     positive `dtype` value, of the inner edges 10^e and of +inf; an entry's bucketize index (`right=True`) is the
-    number of edges at or below its pattern. Per bucket of patterns: `first`, that count at the bucket's first
-    pattern; `below`, the last pattern before the edge inside the bucket (the largest int where there is none).
+    number of edges at or below its pattern. Per bucket of patterns: `first` (uint8: at most 101), that count at
+    the bucket's first pattern; `below`, the last pattern before the edge inside the bucket (the largest int where
+    there is none).
     `order` maps bucketize's index (0 zero, 1 … BINS the bins, BINS + 1 inf/NaN) to our columns."""
     ints, _ = _BITS[dtype]
     inner = torch.tensor(10.0 ** bin_edges()[1:-1], dtype=dtype).view(ints)
@@ -125,4 +124,4 @@ def _lookup(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, T
     nxt = torch.cat([edges, edges.new_full((1,), torch.iinfo(torch.int64).max)])[first]
     below = torch.where(last > first, nxt - 1, torch.iinfo(ints).max).to(ints)
     order = torch.tensor([0, BINS + 1, *range(1, BINS + 1)])
-    return first.to(ints).to(device), below.to(device), order.to(device)
+    return first.to(torch.uint8).to(device), below.to(device), order.to(device)
