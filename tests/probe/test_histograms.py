@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import gradient_doctor as gd
-from gradient_doctor.probe.histograms import _histogram, gradient_histograms
+from gradient_doctor.probe.histograms import _histogram, _tally, gradient_histograms
 from gradient_doctor.probe.rollup import Rollup
 from gradient_doctor.report.html import render
 
@@ -142,6 +142,19 @@ def test_every_edge_and_its_neighbours_land_where_bucketize_puts_them(dtype, int
         want = torch.bincount(column, minlength=102).double()
         want = torch.cat([want[:1], want[-1:], want[1:-1]])  # our columns: zeros, non-finite, then the bins
         assert torch.equal(_histogram(values), want)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["cpu bincount", "accelerator histc"])
+def test_both_tallies_count_every_column_exactly(fast):
+    """The two ways of counting columns (the CPU's and the accelerators', run here on the CPU) against a count in
+    plain Python, with empty columns, the last column and one column holding most entries."""
+    columns = torch.cat([torch.full((5000,), 37), torch.arange(102).repeat(3), torch.tensor([101, 0, 0])])
+    index = columns[torch.randperm(len(columns), generator=torch.Generator().manual_seed(0))].to(torch.uint8)
+    want = torch.zeros(102, dtype=torch.float64)
+    for column in index.tolist():
+        want[column] += 1
+    got = _tally(index, fast=fast)
+    assert got.dtype == torch.float64 and torch.equal(got, want)
 
 
 def test_a_record_without_histograms_reads_as_empty(tmp_path):
