@@ -213,5 +213,5 @@ def count_nonfinite(tensors: list[Tensor], *, fast: bool | None = None) -> Tenso
 
 def _nonfinite(tensor: Tensor) -> Tensor:
     """0-d count of the inf/NaN entries of a floating-point tensor: `x - x` is 0 at a finite entry and NaN at inf or
-    NaN (two passes and one temporary, where `~isfinite(x)` takes five and three)."""
+    NaN (three kernels and two temporaries, where `(~isfinite(x)).sum()` takes six and five)."""
     return torch.isnan(tensor - tensor).sum()
