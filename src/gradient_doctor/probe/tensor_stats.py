@@ -8,12 +8,12 @@
 Two paths give the same numbers:
 
 * **CPU** — a handful of fast kernels per tensor (BLAS dot for the sum of squares, ``aminmax``,
-  a sign-sum for the non-zero count). Float32 dots lose accuracy on long vectors and underflow
-  below ~1e-19 per entry, so long tensors are summed in chunks and any tensor whose float32 result is
-  tiny, huge or non-finite is recomputed exactly in float64. On the CPU, reading a flag is a memory
+  a sign-sum for the non-zero count), each result read back as a host float. Float32 dots lose accuracy on long
+  vectors and underflow below ~1e-19 per entry, so long tensors are summed in chunks and any tensor whose float32
+  result is tiny, huge or non-finite is recomputed exactly in float64. On the CPU, reading a result is a memory
   read, not a device sync, so these rare recomputations cost nothing when they do not happen.
-* **Accelerators** — fused ``torch._foreach_norm`` (float64 accumulation) and one count kernel per
-  tensor, all asynchronous; nothing is read back.
+* **Accelerators** — one fused ``torch._foreach_norm`` per dtype (float64 accumulation) and a three-kernel
+  non-finite count per tensor, all asynchronous; nothing is read back.
 """
 
 from __future__ import annotations
