@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import gradient_doctor as gd
-from gradient_doctor.probe.histograms import _histogram, _tally, gradient_histograms
+from gradient_doctor.probe.histograms import HIST_SAMPLE, _histogram, _tally, gradient_histograms
 from gradient_doctor.probe.rollup import Rollup
 from gradient_doctor.report.html import render
 
@@ -124,6 +124,28 @@ def test_the_probe_counts_zeros_nonfinite_and_out_of_range_entries_apart():
         assert np.array_equal(hist[layer, 2:], expected)
     assert hist[0, :2].tolist() == [2, 3] and hist[1, :2].tolist() == [1, 0]
     assert hist[0, 2] == 2 and hist[0, -1] == 1  # 1e-45 and 1e-300 in the first bin, 1e38 in the last
+
+
+def test_a_large_gradient_is_estimated_from_its_sample_within_the_sampling_error():
+    """A 600 x 1000 gradient (over HIST_SAMPLE entries) whose scale depends on its column (10^-(j mod 7), so a stride
+    that repeated a few columns would miss decades), with exact zeros and a few non-finite entries, next to a small
+    bias counted whole: the layer's columns against plain torch's exact histogram of all entries. Each estimate
+    must be within 5 binomial standard deviations of the exact count, and the layer's total is the exact numel."""
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(600, 1000, generator=gen) * 10.0 ** -(torch.arange(1000) % 7).float()
+    weight[torch.rand(600, 1000, generator=gen) < 0.1] = 0.0
+    weight[3, 5], weight[400, 17] = math.inf, math.nan
+    bias = torch.randn(1000, generator=gen) * 1e-9
+    got = gradient_histograms([weight, bias], Rollup([(0, 0), (1, 0)], n_layers=1, device="cpu"))[0].numpy()
+    counts, zeros, nonfinite = replay([weight, bias])
+    exact = np.concatenate([[zeros, nonfinite], counts])
+    assert got.sum() == pytest.approx(weight.numel() + bias.numel())
+    fraction = HIST_SAMPLE / weight.numel()  # at least the share of the weight's entries counted
+    sigma = np.sqrt(exact / fraction)  # binomial (Poisson) error of a count scaled up by 1 / fraction
+    assert (np.abs(got - exact) <= 5 * sigma + 1).all(), np.abs(got - exact).max()
+    assert (exact > 0).sum() > 8 and ((got > 0) == (exact > 0))[2:][exact[2:] > 1000].all()  # every large bin seen
+    small = gradient_histograms([bias], Rollup([(0, 0)], n_layers=1, device="cpu"))[0].numpy()
+    assert np.array_equal(small, np.concatenate([[0, 0], replay([bias])[0]]))  # up to HIST_SAMPLE: exact
 
 
 @pytest.mark.parametrize("dtype, ints", [(torch.float32, torch.int32), (torch.float64, torch.int64)])

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 import gradient_doctor as gd
-from gradient_doctor.probe.gradients import UPDATE_SAMPLE, sample_stride
+from gradient_doctor.probe.gradients import UPDATE_SAMPLE
+from gradient_doctor.probe.sampling import sample_stride
 
 
 def _is_prime(n: int) -> bool:
@@ -17,9 +18,9 @@ def _is_prime(n: int) -> bool:
 
 
 def test_sample_stride_keeps_at_most_the_sample_with_a_prime_stride():
-    assert sample_stride(UPDATE_SAMPLE) == 1
+    assert sample_stride(UPDATE_SAMPLE, UPDATE_SAMPLE) == 1
     for numel in (UPDATE_SAMPLE + 1, 256 * 256, 768 * 768, 50257 * 768):
-        stride = sample_stride(numel)
+        stride = sample_stride(numel, UPDATE_SAMPLE)
         assert _is_prime(stride) and len(range(0, numel, stride)) <= UPDATE_SAMPLE
         assert not any(_is_prime(s) for s in range(math.ceil(numel / UPDATE_SAMPLE), stride))  # the smallest
 

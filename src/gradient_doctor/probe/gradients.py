@@ -14,7 +14,6 @@ whose parameters has a gradient gets NaN for the gradient metrics.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -22,6 +21,7 @@ from torch import Tensor
 
 from .indices import on_device
 from .rollup import Rollup
+from .sampling import sample_stride
 from .tensor_stats import (
     MAX_ABS,
     NONFINITE,
@@ -101,24 +101,6 @@ def weight_norms(
 UPDATE_SAMPLE = 4096  # entries of a parameter kept across an update step; smaller parameters are kept whole
 
 
-def sample_stride(numel: int, sample: int = UPDATE_SAMPLE) -> int:
-    """The stride of the systematic sample of a parameter's flat entries: 1 (all of them) up to `sample` entries,
-    else the smallest prime >= numel / sample, so that at most `sample` entries are kept.
-
-    >>> sample_stride(1000), sample_stride(768 * 768)     # 589,824 / 4,096 = 144 -> 149, a prime
-    (1, 149)
-
-    A prime stride shares no factor with a row length (other than the prime itself), so the kept entries walk
-    through every column of a weight matrix instead of repeating a few of them.
-    """
-    if numel <= sample:
-        return 1
-    stride = -(-numel // sample)
-    while any(stride % d == 0 for d in range(2, math.isqrt(stride) + 1)):
-        stride += 1
-    return stride
-
-
 class UpdateTracker:
     """‖Δw‖ across one optimizer step, from the entries kept before the step: all entries of a parameter with up
     to UPDATE_SAMPLE entries (exact), else a fixed systematic sample of at most UPDATE_SAMPLE of them, scaled by
@@ -157,7 +139,7 @@ class UpdateTracker:
         params = self.params
         flats = [flat_components(params[i]) for i in self.tracked]
         if not self._strides:
-            self._strides = tuple(sample_stride(f.numel()) for f in flats)
+            self._strides = tuple(sample_stride(f.numel(), UPDATE_SAMPLE) for f in flats)
             self._scales = tuple(f.numel() / len(range(0, f.numel(), s)) for f, s in zip(flats, self._strides))
         return [f if s == 1 else f[::s] for f, s in zip(flats, self._strides)]
 

@@ -6,7 +6,8 @@
 
 A blob is little-endian float64 like every other: ``[low, high, bins]`` (the log10 |g| range and bin
 count), then per layer in ``idx`` order ``[zeros, non-finite, count of bin 0, …, count of bin bins-1]``
-(NaN for a layer without a gradient). Storing the bins in each blob keeps the record readable if a later
+(NaN for a layer without a gradient; counts of parameters over 65,536 entries are estimates from a sample,
+scaled to the parameter's size). Storing the bins in each blob keeps the record readable if a later
 version changes them. See probe/histograms.py for what is counted and docs/record.md for the layout.
 """
 

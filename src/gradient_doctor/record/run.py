@@ -360,7 +360,9 @@ class RunRecord:
             >>> run.gradient_histograms("fc1").counts                               # steps × bins
 
         Layers in forward order; `edges` (log10 |g|, bins + 1) are shared by all; exact zeros and non-finite
-        entries are counted apart from the bins; NaN for a layer without a gradient. See probe/histograms.py."""
+        entries are counted apart from the bins; NaN for a layer without a gradient. Counts are exact for parameters
+        of up to 65,536 entries and estimated from a fixed systematic sample for larger ones (scaled to their size).
+        See probe/histograms.py."""
         self._sync_for_read()
         layers = self._store.layers()
         if layer is None:

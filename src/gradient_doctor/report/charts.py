@@ -188,7 +188,7 @@ def ridges(labels: list[str], edges: np.ndarray, counts: dict[str, np.ndarray], 
             points.append(f"{scale(float(edges[-1])):g},{base:g}")
             body.append(
                 f'<polygon class="ridge" data-layer="{esc(name)}" data-series="{esc(series)}" '
-                f'data-count="{int(c[i].sum())}" points="{" ".join(points)}" fill="{PALETTE[k]}" fill-opacity="0.45" '
+                f'data-count="{round(c[i].sum())}" points="{" ".join(points)}" fill="{PALETTE[k]}" fill-opacity="0.45" '
                 f'stroke="{PALETTE[k]}"><title>{esc(name)} · {esc(series)}: {int(c[i].sum())} entries</title></polygon>'
             )
     return svg(WIDTH, height, body, title or caption)
