@@ -55,7 +55,8 @@ class Run(RunRecord):
             self.guard.on_loss(loss)
 
     def summary(self) -> "rich.table.Table":
-        """A rich table of the latest recorded values per layer (print it, or `rich.print` it)."""
+        """A rich table of the latest recorded values per layer: `print(run.summary())` shows it as text, as wide as
+        the terminal; `rich.print(run.summary())` in colour."""
         return summary_table(self)
 
     def plot(self, kind: str, path: str | Path | None = None) -> "matplotlib.figure.Figure":
