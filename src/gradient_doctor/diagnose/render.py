@@ -119,16 +119,18 @@ def finding_block(f: "Finding", kinds: dict[str, str] | None = None) -> Renderab
     their types), then, indented, the summary, the evidence as a small table and the ranked remedies (the first
     with what it rests on)."""
     kinds = kinds or {}
-    head = Text()
-    head.append(f"\n{f.severity.upper()} ", style=_STYLE[f.severity])
-    head.append(f"{f.kind} ({f.scope})", style="bold")
+    title = Text(f"{f.kind} ({f.scope})", style="bold")
     if f.layers:
-        head.append(f" at {layer_phrase(f.layers, kinds)}")
+        title.append(f" at {layer_phrase(f.layers, kinds)}", style="")
+    head = Table.grid(padding=(0, 1))  # the title's continuation lines hang under its first word
+    head.add_column(no_wrap=True)
+    head.add_column()
+    head.add_row(Text(f.severity.upper(), style=_STYLE[f.severity]), title)
     body: list[RenderableType] = [Text(f.summary)] if f.summary else []
     body += evidence_parts(evidence_view(f, kinds))
     if f.remedies:
         body.append(remedy_grid(f))
-    return Group(head, Padding(Group(*body), (0, 0, 0, 2)))
+    return Group(Text(""), head, Padding(Group(*body), (0, 0, 0, 2)))
 
 
 def evidence_parts(view: EvidenceView) -> list[RenderableType]:
