@@ -12,8 +12,8 @@ from rich.console import Console
 from torch import nn
 
 import gradient_doctor as gd
-from gradient_doctor.diagnose.render import finding_block
 from gradient_doctor.diagnose.rationale import rationale
+from gradient_doctor.diagnose.render import finding_block
 from tests.diagnose.run.test_diagnose import data, finding, mlp, replay, train
 from tests.diagnose.run.test_rules import theil_sen
 

@@ -33,9 +33,10 @@ _STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
 TREAT_CALL = "gd.treat(model, diag, inputs=x)"
 
 
-def render(diagnosis: "Diagnosis", width: int = 132, treat_call: str = TREAT_CALL) -> RenderableType:
+def render(diagnosis: "Diagnosis", width: int = 132, treat_call: str | None = TREAT_CALL) -> RenderableType:
     """Everything, as one rich renderable for a console `width` wide: `Console().print(render(diag, 80))`; it ends
-    with `treat_call` (the CLI passes its own command) when a warning or critical finding ranks remedies."""
+    with `treat_call` when a warning or critical finding ranks remedies (None: left out, for the caller to print
+    unwrapped with `treat_hint`)."""
     parts: list[RenderableType] = []
     if diagnosis.measurement is not None:
         parts += [layer_table(diagnosis.measurement, types=width >= 100), budget_line(diagnosis.measurement)]
@@ -45,17 +46,26 @@ def render(diagnosis: "Diagnosis", width: int = 132, treat_call: str = TREAT_CAL
         Text(f"{sum(f.severity != 'info' for f in diagnosis.findings)} problem(s) found", style="bold red")
     parts.append(verdict)
     parts += [finding_block(f, diagnosis.layer_kinds) for f in diagnosis.findings]
-    if any(f.remedies for f in diagnosis.findings if f.severity != "info"):
-        parts += [Text(""), Text.assemble("apply the remedies, each verified on your batch:\n",
-                                          (treat_call, "bold green"))]
+    hint = treat_hint(diagnosis, treat_call) if treat_call else ""
+    if hint:
+        parts.append(Text(hint))
     return Group(*parts)
 
 
+def treat_hint(diagnosis: "Diagnosis", treat_call: str = TREAT_CALL) -> str:
+    """"\napply the remedies, each verified on your batch:\n" + `treat_call` when a warning or critical finding
+    ranks remedies, else "": print the call on a line of its own, unwrapped, so it can be copied."""
+    if not any(f.remedies for f in diagnosis.findings if f.severity != "info"):
+        return ""
+    return f"\napply the remedies, each verified on your batch:\n{treat_call}"
+
+
 def to_text(diagnosis: "Diagnosis", width: int | None = None, treat_call: str = TREAT_CALL) -> str:
-    """Plain text, for `print(diag)` and logs: `to_text(diag).splitlines()[-1]` is the treat call; `width` defaults
-    to the terminal's (100 columns when there is none)."""
+    """Plain text, for `print(diag)` and logs: `to_text(diag).splitlines()[-1]` is the treat call (never wrapped);
+    `width` defaults to the terminal's (100 columns when there is none)."""
     width = width or text_width()
-    return plain_text(render(diagnosis, width, treat_call), width)
+    hint = treat_hint(diagnosis, treat_call)
+    return plain_text(render(diagnosis, width, None), width) + (f"\n{hint}" if hint else "")
 
 
 def layer_table(m: "Measurement", types: bool = True) -> Table:

@@ -34,6 +34,7 @@ from rich.progress import Progress
 from rich.table import Table
 from torch import nn
 
+from .._console import text_width
 from ..diagnose import Diagnosis, checkup
 from ..errors import InvalidValue
 from ..report import report
@@ -73,7 +74,7 @@ def run_demo(steps: int = 1500, out: str | Path | None = None, seed: int = 0, co
     into `out` (default ./gradient-doctor-demo, replaced on a re-run) and print their paths last."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InvalidValue(f"demo: steps must be a positive int (training steps per model); got {steps!r}")
-    console = console or Console()
+    console = console or Console(width=text_width())
     base = Path(out if out is not None else DEFAULT_OUT)
     data = mnist1d()
     torch.manual_seed(seed)
