@@ -44,13 +44,14 @@ def evidence_view(finding: "Finding", kinds: Mapping[str, str] | None = None) ->
     known = set(finding.layers) | set(kinds)
     per_layer = {key: value for key, value in finding.evidence.items()
                  if key not in HIDDEN and _is_per_layer(value, known)}
+    columns = _columns(per_layer)
     view = EvidenceView()
-    if per_layer:
+    if columns:
         rows = forward_order(finding.layers or [n for v in per_layer.values() for n in v], list(kinds))
         view.more_rows = max(0, len(rows) - MAX_ROWS)
         rows = rows[:MAX_ROWS]
-        view.columns = [_label(key) for key in per_layer]
-        view.rows = [[name, kinds.get(name, ""), *(_number(per_layer[key].get(name)) for key in per_layer)]
+        view.columns = list(columns)
+        view.rows = [[name, kinds.get(name, ""), *(_number(column.get(name)) for column in columns.values())]
                      for name in rows]
     seen: set[str] = set()
     for key, value in finding.evidence.items():
@@ -65,8 +66,24 @@ def evidence_view(finding: "Finding", kinds: Mapping[str, str] | None = None) ->
 
 
 def _is_per_layer(value: Any, layers: set[str]) -> bool:
-    return isinstance(value, Mapping) and bool(value) and bool(set(value) & layers) and all(
-        v is None or isinstance(v, (int, float)) for v in value.values())
+    """{layer: number} or {layer: {name: number or word}} over some of the layers."""
+    return isinstance(value, Mapping) and bool(value) and bool(set(value) & layers) and (
+        all(v is None or isinstance(v, (int, float)) for v in value.values())
+        or all(isinstance(v, Mapping) for v in value.values()))
+
+
+def _columns(per_layer: dict[str, Mapping]) -> dict[str, dict[str, Any]]:
+    """Column label -> {layer: value}: one column per {layer: number} field, one per inner name of a {layer:
+    {name: value}} field (labelled with that name)."""
+    columns: dict[str, dict[str, Any]] = {}
+    for key, value in per_layer.items():
+        if all(isinstance(v, Mapping) for v in value.values()):
+            for layer, inner in value.items():
+                for name, number in inner.items():
+                    columns.setdefault(_label(str(name)), {})[layer] = number
+        else:
+            columns[_label(key)] = dict(value)
+    return columns
 
 
 def _empty(key: str, value: Any) -> bool:
@@ -93,6 +110,8 @@ def _text(value: Any, kinds: Mapping[str, str]) -> str:
 
 
 def _number(value: Any) -> str:
+    if isinstance(value, str):
+        return value
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, int) and not isinstance(value, bool):

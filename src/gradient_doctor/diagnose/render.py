@@ -175,15 +175,16 @@ def remedy_grid(f: "Finding") -> Table:
     grid.add_column()
     for rank, name in enumerate(f.remedies, 1):
         line = Text.assemble((name, "green" if rank == 1 else ""), (f" — {CATALOG[name]}", "dim"))
-        why = _why(f, name) if rank == 1 else ""
+        why = why_text(f, name) if rank == 1 else ""
         if why:
             line.append(f"\nwhy: {why}")
         grid.add_row(Text(f"{rank}."), line)
     return grid
 
 
-def _why(f: "Finding", name: str) -> str:
-    """The rationale of remedy `name` less the measured clause the summary already states."""
+def why_text(f: "Finding", name: str) -> str:
+    """The rationale of remedy `name` less the measured clause the summary already states ("" when that is all
+    it says): `why_text(finding, finding.remedies[0])`."""
     line = f.rationale.get(name, "")
     measured, arrow, rest = line.partition(f" → {name}")
     if arrow and measured and measured in f.summary:
