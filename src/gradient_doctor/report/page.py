@@ -46,7 +46,7 @@ border-bottom:1px solid #eee;text-align:right}table.numbers th{text-align:left}
 pre.diff{background:#f7f7f7;padding:8px;font-size:.85em;overflow-x:auto}pre.diff .add{color:#1e6b34}
 pre.diff .del{color:#a1261b}
 .scroll{overflow-x:auto;max-width:100%}.card table.numbers{margin:.4em 0}.card{min-width:0}
-table.numbers td{white-space:nowrap}pre.diff .chg{color:#8a5a00}
+.card table.numbers td{white-space:nowrap}pre.diff{white-space:pre-wrap}pre.diff .chg{color:#8a5a00}
 """
 _POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -112,18 +112,19 @@ def _card(f: "Finding", kinds: dict[str, str]) -> str:
 
 
 def _evidence_tables(view: EvidenceView) -> str:
-    """The per-layer numbers as a table (scrolling sideways on a phone), then the other facts as a two-column list."""
+    """The per-layer numbers as a table, then the other facts as a two-column list."""
     out = ""
     if view.rows:
         rows = view.rows + ([[f"… {view.more_rows} more", ""] + [""] * len(view.columns)] if view.more_rows else [])
-        out += '<div class="scroll">' + table(["layer", "type", *view.columns], rows, "evidence") + "</div>"
+        out += table(["layer", "type", *view.columns], rows, "evidence")
     if view.facts:
         out += "<dl>" + "".join(f"<dt>{esc(name)}</dt><dd>{esc(value)}</dd>" for name, value in view.facts) + "</dl>"
     return out
 
 
 def table(headers: list[str], rows: list[list[str]], ident: str = "") -> str:
-    """A small table of numbers (already formatted); cells are escaped."""
+    """A small table of numbers (already formatted); cells are escaped; it scrolls sideways on a narrow screen."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="numbers" data-table="{esc(ident)}"><tr>{head}</tr>{body}</table>'
+    numbers = f'<table class="numbers" data-table="{esc(ident)}"><tr>{head}</tr>{body}</table>'
+    return f'<div class="scroll">{numbers}</div>'
