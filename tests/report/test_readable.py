@@ -70,13 +70,19 @@ def test_the_saturation_legend_names_every_layer_and_a_flat_chart_says_why():
     assert "so every line lies at 0" in section
 
 
-def test_ridges_are_drawn_over_the_filled_bins_only():
+def test_ridges_are_light_fills_under_outlines_without_their_baselines():
+    """Overlapping filled ridges turned brown: each is now a light fill without a stroke, and an outline over its
+    bins only (no line along the baseline, where every step's would coincide)."""
     run = sigmoid_run()
     figure = chart(render(run), "ridge")
-    polygons = re.findall(r'<polygon class="ridge"[^>]*points="([^"]+)"[^>]*stroke="none"', figure)
-    assert polygons
-    axis = [float(x) for x in re.findall(r'<line x1="([^"]+)" y1="[^"]+" x2="[^"]+" y2="[^"]+" class="axis"/>',
-                                         figure)[:1]]
-    widths = [max(float(p.split(",")[0]) for p in pts.split()) - min(float(p.split(",")[0]) for p in pts.split())
-              for pts in polygons]
-    assert axis and min(widths) < 0.9 * (760 - 20 - 190)  # a narrow histogram is not drawn across the whole axis
+    ridges = re.findall(r'<polygon class="ridge"[^>]*points="([^"]+)" fill="[^"]+" fill-opacity="([^"]+)" '
+                        r'stroke="none">.*?</polygon><polyline points="([^"]+)"', figure)
+    assert ridges
+    for polygon, opacity, outline in ridges:
+        assert float(opacity) <= 0.15
+        top = polygon.split()[1:-1]
+        line = outline.split()
+        start = top.index(line[0])
+        assert line == top[start: start + len(line)]  # a stretch of the polygon's top edge
+        baseline = polygon.split()[0].split(",")[1]
+        assert line[0].split(",")[1] != baseline and line[-1].split(",")[1] != baseline  # from filled bin to filled bin

@@ -192,12 +192,11 @@ def ridges(labels: list[str], edges: np.ndarray, counts: dict[str, np.ndarray], 
             if tallest == 0 or c[i].sum() == 0:
                 continue
             heights = c[i] / tallest * row * overlap
-            filled = np.flatnonzero(c[i] > 0)
-            first, last = int(filled[0]), int(filled[-1]) + 1  # the outline spans the filled bins only
-            points = [f"{scale(float(edges[first])):g},{base:g}"]
-            points += [f"{scale(float(x)):g},{base - h:.2f}" for x, h in zip(centres[first:last], heights[first:last])]
-            points.append(f"{scale(float(edges[last])):g},{base:g}")
-            outline = " ".join(points[1:-1])
+            points = [f"{scale(float(edges[0])):g},{base:g}"]
+            points += [f"{scale(float(x)):g},{base - h:.2f}" for x, h in zip(centres, heights)]
+            points.append(f"{scale(float(edges[-1])):g},{base:g}")
+            filled = np.flatnonzero(c[i] > 0)  # stroked over the filled bins only, never along the baseline
+            outline = " ".join(points[1 + int(filled[0]): 2 + int(filled[-1])])
             body.append(
                 f'<polygon class="ridge" data-layer="{esc(name)}" data-series="{esc(series)}" '
                 f'data-count="{int(c[i].sum())}" points="{" ".join(points)}" fill="{PALETTE[k]}" fill-opacity="0.1" '
