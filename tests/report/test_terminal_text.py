@@ -124,3 +124,23 @@ def test_an_opt_in_remedy_is_shown_as_not_tried_not_rolled_back():
     assert "reduce_depth" not in t.applied and "reduce_depth" in dict(t.rejected)
     row = next(line for line in treatment_text(t, width=120).splitlines() if line.strip().startswith("reduce_depth"))
     assert "not tried" in row and "rolled back" not in row
+
+
+def test_summary_bars_span_three_decades_so_close_norms_look_close():
+    """Two layers whose gradient norms differ by less than a factor of 2 get nearly equal bars, not one full and one
+    nearly empty (the bars start 3 decades below the largest norm)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with gd.watch(model, optimizer) as run:
+        optimizer.zero_grad()
+        model(torch.randn(32, 8)).pow(2).mean().backward()
+        optimizer.step()
+    norms = [own_grad_norm(model[j]) for j in range(2)]  # plain torch
+    assert max(norms) / min(norms) < 10
+    top = math.log10(max(norms))
+    expected = [max(1, round((math.log10(n) - (top - 3)) / 3 * 16)) for n in norms]
+    text = _console.plain_text(run.summary(), width=100)
+    drawn = [next(line for line in text.splitlines() if line.split()[:2] == [str(j), "Linear"]).count("█")
+             for j in range(2)]
+    assert drawn == expected and min(drawn) >= 16 - 6
