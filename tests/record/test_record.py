@@ -500,7 +500,7 @@ def test_param_history_matches_torch(tmp_path):
     model, opt = make_shuffled()
     g = torch.Generator().manual_seed(3)
     expected = []
-    with gd.watch(model, opt, log_dir=tmp_path) as run:
+    with gd.watch(model, opt, log_dir=tmp_path):
         for _ in range(3):
             opt.zero_grad()
             model(torch.randn(4, 3, generator=g)).pow(2).sum().backward()
