@@ -17,7 +17,7 @@ from gradient_doctor import errors
 PACKAGE = Path(gradient_doctor.__file__).parent
 ROOMS = ("probe", "record", "diagnose", "treat", "report")
 #: modules at the package's top that every room may import: they import no room themselves
-FOUNDATIONS = ("_version", "_json", "errors", "catalog")
+FOUNDATIONS = ("_version", "_json", "_console", "errors", "catalog")
 
 
 def module_name(path: Path) -> str:

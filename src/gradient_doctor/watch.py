@@ -55,7 +55,8 @@ class Run(RunRecord):
             self.guard.on_loss(loss)
 
     def summary(self) -> "rich.table.Table":
-        """A rich table of the latest recorded values per layer (print it, or `rich.print` it)."""
+        """A rich table of the latest recorded values per layer: `print(run.summary())` shows it as text, as wide as
+        the terminal; `rich.print(run.summary())` in colour."""
         return summary_table(self)
 
     def plot(self, kind: str, path: str | Path | None = None) -> "matplotlib.figure.Figure":
@@ -94,6 +95,7 @@ def watch(
     activations: bool = True,
     flush_every: int = 100,
     resume: bool = False,
+    overwrite: bool = False,
     saturation_eps: float = SATURATION_EPS,
     on_finding: Callable[[Finding], object] | None = None,
     stop_on: Iterable[str] = (),
@@ -113,7 +115,9 @@ def watch(
     entries, from a fixed systematic sample of 4,096 entries for larger ones: see `probe/gradients.py`);
     activation statistics every `activation_every`.
     Buffered steps are written to `log_dir` (SQLite, crash-safe) every `flush_every` steps with one
-    device→host transfer; without `log_dir` the record lives in memory.
+    device→host transfer; without `log_dir` the record lives in memory. A `log_dir` that already holds a record is
+    an error unless `resume=True` (append to it, steps continuing) or `overwrite=True` (delete it and start over:
+    a script you re-run).
 
     Live checks: with `on_finding` and/or `stop_on` (finding kinds, e.g. {"non_finite"}), the run is
     diagnosed every `check_every` steps (default `flush_every`; each check is a flush); each new
@@ -148,7 +152,7 @@ def watch(
     _check_period("update_every", update_every)
     _check_period("activation_every", activation_every)
     _check_period("flush_every", flush_every, allow_zero=False)
-    _check_options(model, optimizer, log_dir, resume, activations, saturation_eps)
+    _check_options(model, optimizer, log_dir, resume, activations, saturation_eps, overwrite)
     monitor = None
     if on_finding is not None or stop_on or check_every is not None:
         monitor = LiveMonitor(on_finding, stop_on, flush_every if check_every is None else check_every)
@@ -159,7 +163,7 @@ def watch(
                            "guard acts on optimizer.step()")
     _check_views(tensorboard, live)  # on every rank, before anything is written: a bad value fails everywhere
     # distributed (DDP/FSDP): call watch on every rank; rank 0 writes log_dir, the others keep memory
-    store = RunStore.create(log_dir if is_writer() else None, resume=resume)
+    store = RunStore.create(log_dir if is_writer() else None, resume=resume, overwrite=overwrite)
     try:
         first_step = 0
         if resume and store.last_step() is not None:
@@ -223,14 +227,17 @@ def _live_views(tensorboard: str | Path | None, live: bool, first_step: int, lay
 
 def _check_options(
     model: nn.Module, optimizer: torch.optim.Optimizer | None, log_dir: object, resume: object, activations: object,
-    saturation_eps: object,
+    saturation_eps: object, overwrite: object = False,
 ) -> None:
     """The options that are neither a cadence nor a view are usable, and the optimizer trains this model."""
     if log_dir is not None:
         as_path(log_dir, "gd.watch: log_dir")
-    for name, flag in (("resume", resume), ("activations", activations)):
+    for name, flag in (("resume", resume), ("activations", activations), ("overwrite", overwrite)):
         if not isinstance(flag, bool):
             raise InvalidType(f"gd.watch: {name} must be True or False, got {type(flag).__name__}: {flag!r:.40}")
+    if resume and overwrite:
+        raise InvalidValue("gd.watch: resume=True appends to the record in log_dir and overwrite=True deletes it; "
+                           "pass one of them, not both")
     eps = f"a number in (0, 0.5): the fraction of an activation's output range next to each bound that counts as " \
           f"saturated (default {SATURATION_EPS})"
     if isinstance(saturation_eps, bool) or not isinstance(saturation_eps, (int, float)):

@@ -13,6 +13,7 @@ from torch import nn
 
 import gradient_doctor as gd
 from gradient_doctor.diagnose.rationale import rationale
+from gradient_doctor.diagnose.render import finding_block
 from tests.diagnose.run.test_diagnose import data, finding, mlp, replay, train
 from tests.diagnose.run.test_rules import theil_sen
 
@@ -109,7 +110,19 @@ def test_run_vanishing_cites_the_lowest_layers_ratios():
     assert f"layer 0 gets {grad_ratio:.2g} of the upper layers' gradient (RMS) and moves {update_ratio:.2g} as much" \
         in f.rationale[f.remedies[0]]
     assert f.rationale["swap_activation:relu"].endswith(
-        "→ swap_activation:relu: the recorded activations are mostly saturating (sigmoid/tanh-like)")
+        "→ swap_activation:relu: the recorded activations are sigmoid/tanh-like, whose derivative (at most 0.25 for a "
+        "sigmoid) shrinks the gradient at every layer, saturated or not")
+
+
+def test_run_vanishing_does_not_call_unsaturated_sigmoids_saturating():
+    """The demo's contradiction: "activations are mostly saturating" beside 0 % saturation for every sigmoid."""
+    model = mlp(10, nn.Sigmoid)
+    diag = train(model, torch.optim.SGD(model.parameters(), lr=0.1), 60).diagnose()
+    ref = mlp(10, nn.Sigmoid)
+    r = replay(ref, torch.optim.SGD(ref.parameters(), lr=0.1), 60)
+    assert np.nanmax(r["saturated"]) < 0.5  # plain torch: no sigmoid is mostly saturated
+    assert "saturated_activation" not in [f.kind for f in diag.findings]
+    assert all("mostly saturating" not in line for f in diag.findings for line in f.rationale.values())
 
 
 def test_the_first_remedys_rationale_is_rendered():
@@ -117,10 +130,14 @@ def test_the_first_remedys_rationale_is_rendered():
     diag = gd.checkup(mlp(3, nn.Sigmoid), torch.randn(64, 16) * 100)
     f = diag.findings[0]
     console = Console(record=True, width=400)
-    console.print(diag)
-    text = console.export_text()
-    assert f"why: {f.rationale[f.remedies[0]]}" in text
-    assert all(f"why: {f.rationale[name]}" not in text for name in f.remedies[1:])
+    console.print(finding_block(f, diag.layer_kinds))
+    text = " ".join(console.export_text().split())
+    measured, _, why = f.rationale[f.remedies[0]].partition(f" → {f.remedies[0]}")
+    assert measured in f.summary  # the summary states the measured clause once; the why line adds what the remedy rests on
+    assert text.count(measured) == 1
+    why = why.lstrip(": ")
+    assert text.count("why: ") == (1 if why else 0)  # a why line only when it adds to the summary
+    assert not why or f"why: {why}" in text
 
 
 def test_a_rationale_explains_only_ranked_remedies():

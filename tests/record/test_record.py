@@ -500,7 +500,7 @@ def test_param_history_matches_torch(tmp_path):
     model, opt = make_shuffled()
     g = torch.Generator().manual_seed(3)
     expected = []
-    with gd.watch(model, opt, log_dir=tmp_path) as run:
+    with gd.watch(model, opt, log_dir=tmp_path):
         for _ in range(3):
             opt.zero_grad()
             model(torch.randn(4, 3, generator=g)).pow(2).sum().backward()
@@ -582,12 +582,42 @@ def test_existing_log_dir_without_resume_is_refused_untouched(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(gd.RecordError, match="resume=True") as err:
+    with pytest.raises(gd.RecordError, match="resume=True to append to it, overwrite=True to start it over") as err:
         gd.watch(model, opt, log_dir=tmp_path)
     assert str(tmp_path) in str(err.value)
     assert _snapshot(tmp_path) == before
     assert _no_hooks(model) and not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
     np.testing.assert_array_equal(gd.load(tmp_path).steps, [0, 1])
+
+
+def test_overwrite_starts_a_rerun_script_over_with_only_its_own_steps(tmp_path):
+    _tiny_record(tmp_path, steps=5)
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))  # another model: the old header must go too
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    with gd.watch(model, opt, log_dir=tmp_path, overwrite=True) as run:
+        for _ in range(3):
+            opt.zero_grad()
+            loss = model(torch.randn(5, 3)).pow(2).mean()
+            loss.backward()
+            opt.step()
+            run.step(loss=loss)
+            losses.append(loss.item())
+    loaded = gd.load(tmp_path)
+    np.testing.assert_array_equal(loaded.steps, [0, 1, 2])
+    assert [info.kind for info in loaded.layer_details] == ["Linear", "Tanh", "Linear"]
+    np.testing.assert_allclose(loaded.history("loss"), losses, rtol=1e-6)
+
+
+def test_overwrite_and_resume_together_are_refused(tmp_path):
+    _tiny_record(tmp_path)
+    model = nn.Linear(3, 1)
+    with pytest.raises(gd.InvalidValue, match="pass one of them"):
+        gd.watch(model, log_dir=tmp_path, resume=True, overwrite=True)
+    with pytest.raises(gd.InvalidType, match="overwrite must be True or False"):
+        gd.watch(model, log_dir=tmp_path, overwrite="yes")
+    np.testing.assert_array_equal(gd.load(tmp_path).steps, [0, 1])  # untouched
 
 
 @pytest.mark.parametrize(

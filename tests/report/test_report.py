@@ -240,7 +240,7 @@ def test_treatment_page_shows_the_diff_and_both_budgets():
     page = render(treatment)
     for ident in ("findings", "diff", "budget", "findings-before-after"):
         assert f'<section id="{ident}">' in page
-    assert '<span class="del">- (1): Sigmoid()</span>' in page and '<span class="add">+ (1): ReLU()</span>' in page
+    assert '<span class="chg">~ (1): Sigmoid() -&gt; ReLU()</span>' in page  # a replacement on one line
     assert EVIL not in page and "no shape-preserving run in &lt;script&gt;" in page
     assert "<li>swap_activation:relu</li>" in page
     for name, diag in (("before", before), ("after", after)):

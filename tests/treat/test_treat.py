@@ -297,7 +297,8 @@ def test_report_of_a_treatment_shows_the_diff_and_both_budgets(tmp_path):
     x = torch.randn(64, 16)
     t = gd.treat(model, gd.checkup(model, x), inputs=x)
     page = gd.report(t, tmp_path / "t.html").read_text()
-    assert "swap_activation:relu" in page and "- 1: Sigmoid()" in page and "+ 1: ReLU()" in page
+    swapped = ", ".join(name for name, m in model.named_children() if isinstance(m, nn.Sigmoid))
+    assert "swap_activation:relu" in page and f"~ {swapped}: Sigmoid() -&gt; ReLU()" in page  # one line for the run
     for diagnosis in (t.before, t.after):  # the waterfalls' totals, in orders of magnitude
         orders = math.log10(diagnosis.measurement.budget.end_to_end)
         assert f"end to end: {orders:+.3g} orders of magnitude" in page, orders

@@ -18,6 +18,7 @@ import inspect
 import json
 import os
 import pickle
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,13 +27,25 @@ import torch
 from rich.console import Console
 
 from ..diagnose.checkup.preflight import checkup
+from ..diagnose.render import render, treat_hint
 from ..errors import CommandError
+from .help import command_help
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("checkup", help="check a model for vanishing/exploding gradients on one batch")
+    parser = commands.add_parser("checkup", **command_help(
+        "check a model for vanishing/exploding gradients on one batch",
+        ["gradient-doctor checkup mypkg.models:build --input-shape 32 784",
+         "gradient-doctor checkup models.py:make_lstm --input-shape 200 8 16       # a file, (T, B, features)",
+         "gradient-doctor checkup mypkg.models:gpt --input-shape 2 128 --vocab-size 50257 --json",
+         "gradient-doctor checkup mypkg.models:build --batch batch.pt            # a saved tensor, tuple or dict"],
+        "Build the model with FACTORY, run one forward and backward pass on a batch and say, layer by layer, where "
+        "the gradient is lost or gained; the model's weights are left as they were. Exit status 0 healthy, 1 "
+        "warning or critical findings, 2 an error."))
     add_batch_arguments(parser)
-    parser.add_argument("--trials", type=int, default=1)
+    parser.add_argument("--trials", type=int, default=1,
+                        help="forward+backward passes on the batch, with readout seeds SEED, SEED+1, ... and fresh "
+                             "dropout masks; their squared norms are pooled (default 1)")
     parser.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
 
 
@@ -44,7 +57,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--batch", type=Path, help="a .pt file with the inputs (loaded with weights_only=True)")
     parser.add_argument("--vocab-size", type=int, default=None,
                         help="random token ids in [0, V) instead of N(0, 1) floats (for --input-shape)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random batch (--input-shape) and of the first pass's readout (default 0)")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -53,8 +66,20 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         console.print_json(json.dumps(diagnosis.to_dict(), allow_nan=False))
     else:
-        console.print(diagnosis)
+        console.print(render(diagnosis, console.width, None))
+        hint = treat_hint(diagnosis, treat_command(args))
+        if hint:  # last, on a line of its own: the command to copy
+            console.print(hint, soft_wrap=True, highlight=False, markup=False)
     return 0 if diagnosis.healthy else 1
+
+
+def treat_command(args: argparse.Namespace) -> str:
+    """The `gradient-doctor treat` command line for the model and batch this checkup used."""
+    batch = f"--batch {shlex.quote(str(args.batch))}" if args.batch else \
+        "--input-shape " + " ".join(map(str, args.input_shape)) + \
+        (f" --vocab-size {args.vocab_size}" if args.vocab_size is not None else "")
+    seed = f" --seed {args.seed}" if args.seed else ""
+    return f"gradient-doctor treat {shlex.quote(args.factory)} {batch}{seed} --out treated.pt"
 
 
 def load_model(spec: str) -> torch.nn.Module:

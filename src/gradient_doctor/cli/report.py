@@ -15,11 +15,15 @@ from rich.console import Console
 
 from ..report.html import report
 from ..watch import load
+from .help import command_help
 from .paths import writable_file
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("report", help="write an offline HTML report of a recorded run")
+    parser = commands.add_parser("report", **command_help(
+        "write an offline HTML report of a recorded run",
+        ["gradient-doctor report runs/a -o report.html",
+         "gradient-doctor report runs/a --png plots/ --tensorboard tb/a     # also PNGs and TensorBoard events"]))
     parser.add_argument("log_dir", help="the log_dir given to gd.watch")
     parser.add_argument("-o", "--output", type=Path, default=None, help="the HTML file (default LOG_DIR/report.html)")
     parser.add_argument("--png", type=Path, default=None, metavar="DIR",

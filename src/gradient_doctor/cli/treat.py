@@ -21,11 +21,20 @@ from .._json import json_safe
 from ..errors import CommandError
 from ..treat.treatment import treat
 from .checkup import add_batch_arguments, load_model, read_batch
+from .help import command_help
 from .paths import writable_file
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("treat", help="treat a model's vanishing/exploding gradients, verified on a batch")
+    parser = commands.add_parser("treat", **command_help(
+        "treat a model's vanishing/exploding gradients, verified on a batch",
+        ["gradient-doctor treat mypkg.models:build --input-shape 32 784 --out treated.pt",
+         "gradient-doctor treat models.py:make_rnn --input-shape 16 100 2 --remedies to_lstm,forget_gate_bias",
+         "gradient-doctor treat mypkg.models:build --batch batch.pt --json"],
+        "Check the model on a batch, try the remedies its findings rank (or --remedies) cheapest first on a copy, "
+        "keep each only when checkup on the batch says the gradient budget improved, and save the treated "
+        "state_dict. Carry the printed architecture diff into your code before loading it. Exit status 0 healthy "
+        "after treatment, 1 problems remain, 2 an error."))
     add_batch_arguments(parser)
     parser.add_argument("--remedies", default=None,
                         help="comma-separated remedy names to try (default: those the checkup's findings rank)")

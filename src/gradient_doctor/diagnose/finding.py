@@ -26,6 +26,8 @@ KINDS = (
 )
 SEVERITIES = ("info", "warning", "critical")
 SCOPES = ("depth", "time", "run")
+#: `str(finding)` is at most this long: a line a log or `on_finding=print` can hold.
+MAX_LINE = 300
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,31 @@ class Finding:
     def to_dict(self) -> dict:
         return json_safe(asdict(self))
 
+    def __str__(self) -> str:
+        """One line of at most 300 characters (`on_finding=print`): severity, kind, layers, the key number and the
+        first remedy. `repr(finding)` has every field; `print(diag)` the evidence as a table."""
+        from .layer_names import layer_phrase
+
+        where = f" at {layer_phrase(self.layers, limit=4)}" if self.layers else ""
+        number = key_number(self)
+        remedy = f" → {self.remedies[0]}" if self.remedies else ""
+        line = f"{self.severity.upper()} {self.kind}{where}" + (f": {number}" if number else "") + remedy
+        return line if len(line) <= MAX_LINE else line[: MAX_LINE - 1] + "…"
+
+
+def key_number(f: Finding) -> str:
+    """The finding's first numeric evidence, at its first (worst) layer for a per-layer one: "grad ratio 1.6e-07 at
+    0", "ratio 5.2e-11"; "" when it has none."""
+    for key, value in f.evidence.items():
+        label = key.replace("_", " ")
+        if isinstance(value, float) and value == value:
+            return f"{label} {value:.2g}"
+        if isinstance(value, dict) and value:
+            layer = next((name for name in f.layers if isinstance(value.get(name), (int, float))), None)
+            if layer is not None:
+                return f"{label} {value[layer]:.2g} at {layer}"
+    return ""
+
 
 @dataclass
 class Diagnosis:
@@ -68,9 +95,12 @@ class Diagnosis:
 
     findings: list[Finding]
     measurement: "Measurement | None" = None
+    layer_kinds: dict[str, str] = field(default_factory=dict)  # the model's layers in forward order -> module type
 
     def __post_init__(self) -> None:
         self.findings = sorted(self.findings, key=lambda f: -SEVERITIES.index(f.severity))
+        if not self.layer_kinds and self.measurement is not None:
+            self.layer_kinds = {layer.name: layer.kind for layer in self.measurement.layers}
 
     @property
     def healthy(self) -> bool:

@@ -7,17 +7,19 @@ then each finding with its evidence and remedies.
 
 from __future__ import annotations
 
-import io
 import math
-import shutil
 from typing import TYPE_CHECKING
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from .._console import plain_text, text_width
 from ..catalog import CATALOG
+from .evidence import EvidenceView, evidence_view
+from .layer_names import layer_phrase
 
 if TYPE_CHECKING:
     from ..probe.batch.measurement import Measurement
@@ -27,8 +29,14 @@ _HALF = 6  # bar cells on each side of the centre line
 _STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
 
 
-def render(diagnosis: "Diagnosis", width: int = 132) -> RenderableType:
-    """Everything, as one rich renderable for a console `width` wide: `Console().print(render(diag, 80))`."""
+#: What the diagnosis text ends with when a finding has remedies: the call that applies them, verified on a batch.
+TREAT_CALL = "gd.treat(model, diag, inputs=x)"
+
+
+def render(diagnosis: "Diagnosis", width: int = 132, treat_call: str | None = TREAT_CALL) -> RenderableType:
+    """Everything, as one rich renderable for a console `width` wide: `Console().print(render(diag, 80))`; it ends
+    with `treat_call` when a warning or critical finding ranks remedies (None: left out, for the caller to print
+    unwrapped with `treat_hint`)."""
     parts: list[RenderableType] = []
     if diagnosis.measurement is not None:
         parts += [layer_table(diagnosis.measurement, types=width >= 100), budget_line(diagnosis.measurement)]
@@ -37,17 +45,27 @@ def render(diagnosis: "Diagnosis", width: int = 132) -> RenderableType:
     verdict = Text("healthy: no warning or critical finding", style="bold green") if diagnosis.healthy else \
         Text(f"{sum(f.severity != 'info' for f in diagnosis.findings)} problem(s) found", style="bold red")
     parts.append(verdict)
-    parts += [finding_text(f) for f in diagnosis.findings]
+    parts += [finding_block(f, diagnosis.layer_kinds) for f in diagnosis.findings]
+    hint = treat_hint(diagnosis, treat_call) if treat_call else ""
+    if hint:
+        parts.append(Text(hint))
     return Group(*parts)
 
 
-def to_text(diagnosis: "Diagnosis", width: int | None = None) -> str:
-    """Plain text, for `print(diag)` and logs: `to_text(diag).splitlines()[0]`; `width` defaults to the terminal's
-    (132 when there is none)."""
-    width = width or shutil.get_terminal_size((132, 24)).columns
-    buffer = io.StringIO()
-    Console(file=buffer, width=width, no_color=True, force_terminal=False).print(render(diagnosis, width))
-    return buffer.getvalue().rstrip()
+def treat_hint(diagnosis: "Diagnosis", treat_call: str = TREAT_CALL) -> str:
+    """"\napply the remedies, each verified on your batch:\n" + `treat_call` when a warning or critical finding
+    ranks remedies, else "": print the call on a line of its own, unwrapped, so it can be copied."""
+    if not any(f.remedies for f in diagnosis.findings if f.severity != "info"):
+        return ""
+    return f"\napply the remedies, each verified on your batch:\n{treat_call}"
+
+
+def to_text(diagnosis: "Diagnosis", width: int | None = None, treat_call: str = TREAT_CALL) -> str:
+    """Plain text, for `print(diag)` and logs: `to_text(diag).splitlines()[-1]` is the treat call (never wrapped);
+    `width` defaults to the terminal's (100 columns when there is none)."""
+    width = width or text_width()
+    hint = treat_hint(diagnosis, treat_call)
+    return plain_text(render(diagnosis, width, None), width) + (f"\n{hint}" if hint else "")
 
 
 def layer_table(m: "Measurement", types: bool = True) -> Table:
@@ -106,25 +124,72 @@ def time_table(m: "Measurement") -> Table:
     return table
 
 
-def finding_text(f: "Finding") -> Text:
-    """`finding_text(diag.findings[0]).plain`: severity, kind, scope, layers, summary, evidence, ranked remedies
-    (the first with its rationale line)."""
-    text = Text()
-    text.append(f"\n{f.severity.upper()} ", style=_STYLE[f.severity])
-    text.append(f"{f.kind} ({f.scope})", style="bold")
+def finding_block(f: "Finding", kinds: dict[str, str] | None = None) -> RenderableType:
+    """`Console().print(finding_block(finding, diag.layer_kinds))`: severity, kind and layers (forward order, with
+    their types), then, indented, the summary, the evidence as a small table and the ranked remedies (the first
+    with what it rests on)."""
+    kinds = kinds or {}
+    title = Text(f"{f.kind} ({f.scope})", style="bold")
     if f.layers:
-        text.append(f" at {', '.join(f.layers[:8])}" + (" …" if len(f.layers) > 8 else ""))
-    if f.summary:
-        text.append(f"\n  {f.summary}")
-    for key, value in f.evidence.items():
-        text.append(f"\n  {key}: ", style="dim")
-        text.append(_number(value) if isinstance(value, float) else str(value))
+        title.append(f" at {layer_phrase(f.layers, kinds)}", style="")
+    head = Table.grid(padding=(0, 1))  # the title's continuation lines hang under its first word
+    head.add_column(no_wrap=True)
+    head.add_column()
+    head.add_row(Text(f.severity.upper(), style=_STYLE[f.severity]), title)
+    body: list[RenderableType] = [Text(f.summary)] if f.summary else []
+    body += evidence_parts(evidence_view(f, kinds))
+    if f.remedies:
+        body.append(remedy_grid(f))
+    return Group(Text(""), head, Padding(Group(*body), (0, 0, 0, 2)))
+
+
+def evidence_parts(view: EvidenceView) -> list[RenderableType]:
+    """The per-layer table (when there is one) and a line of the other facts."""
+    parts: list[RenderableType] = []
+    if view.rows:
+        table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
+        table.add_column("layer", overflow="fold")
+        table.add_column("type", style="dim", no_wrap=True)
+        for column in view.columns:
+            table.add_column(column, justify="right", no_wrap=True)
+        for row in view.rows:
+            table.add_row(*map(Text, row))
+        if view.more_rows:
+            table.add_row(Text(f"… {view.more_rows} more"), *[Text("")] * (len(view.columns) + 1))
+        parts.append(table)
+    if view.facts:
+        facts = Text()
+        for i, (name, value) in enumerate(view.facts):
+            facts.append(" · " if i else "", style="dim")
+            facts.append(f"{name} ", style="dim")
+            facts.append(value)
+        parts.append(facts)
+    return parts
+
+
+def remedy_grid(f: "Finding") -> Table:
+    """The ranked remedies, one per row with a hanging indent; the first also says why, without repeating the
+    summary it rests on."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
     for rank, name in enumerate(f.remedies, 1):
-        text.append(f"\n  {rank}. {name}", style="green" if rank == 1 else "")
-        text.append(f" — {CATALOG[name]}", style="dim")
-        if rank == 1 and name in f.rationale:
-            text.append(f"\n     why: {f.rationale[name]}")
-    return text
+        line = Text.assemble((name, "green" if rank == 1 else ""), (f" — {CATALOG[name]}", "dim"))
+        why = why_text(f, name) if rank == 1 else ""
+        if why:
+            line.append(f"\nwhy: {why}")
+        grid.add_row(Text(f"{rank}."), line)
+    return grid
+
+
+def why_text(f: "Finding", name: str) -> str:
+    """The rationale of remedy `name` less the measured clause the summary already states ("" when that is all
+    it says): `why_text(finding, finding.remedies[0])`."""
+    line = f.rationale.get(name, "")
+    measured, arrow, rest = line.partition(f" → {name}")
+    if arrow and measured and measured in f.summary:
+        return rest.lstrip(": ")
+    return line
 
 
 def _number(value: float, spec: str = ".2g") -> str:

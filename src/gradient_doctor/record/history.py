@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 #: How many of the run's first finite losses make its starting level (their median): enough to outvote one odd
 #: batch, few enough to stay at the start of a short run.
 START_POINTS = 5
+#: float32's machine epsilon: a step smaller than this relative to the weights rounds off (most of) their entries.
+ROUNDING = 2.0 ** -23
 #: Recurrent layers whose hidden states get activation statistics (a vanilla RNN's are its tanh/ReLU outputs).
 _RECURRENT = ("RNN", "SimpleRNN")
 
@@ -57,18 +59,37 @@ class History:
     def trainable(self) -> list[int]:
         """Indices of the weight layers that trained in the window: a layer with no gradient on any step (frozen
         with requires_grad=False, or unused), with no update while other layers' updates are recorded (left out
-        of the optimizer), or with zero updates despite a non-zero gradient (learning rate 0) is frozen."""
+        of the optimizer), or with zero updates despite a non-zero gradient (learning rate 0) is frozen. Zero
+        updates are not a learning rate of 0 when the others' step sizes, applied to this layer's gradient, would
+        round off in float32: a vanished gradient, and the layer stays in (`_rounds_to_nothing`)."""
         grad, update = self.values["grad_norm"], self.values["update_norm"]
         updates_recorded = np.isfinite(update).any()
+        rounds_off = self._rounds_to_nothing()
         out = []
         for i in np.flatnonzero(self.numel > 0):
             g, u = grad[:, i][np.isfinite(grad[:, i])], update[:, i][np.isfinite(update[:, i])]
             if not g.size or (updates_recorded and not u.size):
                 continue
-            if u.size and not (u > 0).any() and (g > 0).any():
+            if u.size and not (u > 0).any() and (g > 0).any() and i not in rounds_off:
                 continue
             out.append(int(i))
         return out
+
+    def _rounds_to_nothing(self) -> set[int]:
+        """Layers that never moved although the steps the others take, scaled to their gradient, would be below
+        float32 resolution: the largest step per unit of gradient among the moving layers (median ‖Δw‖/‖g‖; the
+        learning rate under SGD) times the layer's median ‖g‖/‖w‖ is below 2^-23 (ROUNDING). Their zero updates
+        are a vanished gradient rounding off, not a learning rate of 0."""
+        grad, update = self.values["grad_norm"], self.values["update_norm"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step_per_grad = _column_medians(update / grad)
+            relative_grad = _column_medians(grad / self.values["weight_norm"])
+        moved = (update > 0).any(axis=0)
+        largest_step = step_per_grad[moved & np.isfinite(step_per_grad)]
+        if not largest_step.size:
+            return set()
+        still = (self.numel > 0) & ~moved & np.isfinite(update).any(axis=0)
+        return {int(i) for i in np.flatnonzero(still & (largest_step.max() * relative_grad < ROUNDING))}
 
     def activation_family(self) -> str:
         """The dominant family of the recorded activation layers: "saturating" (a saturated fraction applies),
@@ -126,3 +147,8 @@ def read_history(run: "RunRecord", window: int | None = None) -> History:
         skipped=skipped,
         input_nonfinite=bad_inputs,
     )
+
+
+def _column_medians(values: np.ndarray) -> np.ndarray:
+    """The median of each column's finite values (NaN for a column without one)."""
+    return np.array([np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else np.nan for c in values.T])

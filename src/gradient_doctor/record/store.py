@@ -63,9 +63,10 @@ class RunStore:
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
-    def create(cls, log_dir: str | Path | None, *, resume: bool = False) -> "RunStore":
+    def create(cls, log_dir: str | Path | None, *, resume: bool = False, overwrite: bool = False) -> "RunStore":
         """Open a record for writing, holding the log_dir's writer lock until `close()`; an existing record is an
-        error unless `resume`. `discard()` instead of `close()` removes what a start that failed made."""
+        error unless `resume` (append to it) or `overwrite` (delete it first). `discard()` instead of `close()`
+        removes what a start that failed made."""
         if log_dir is None:
             store = cls(sqlite3.connect(":memory:", check_same_thread=False), None, writable=True)
             store._db.executescript(DDL)
@@ -78,11 +79,14 @@ class RunStore:
         except OSError as err:
             raise RecordError(f"cannot write a run record in {str(directory)!r}: {err}") from err
         lock = WriterLock.acquire(directory)
+        if path.exists() and overwrite:
+            for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                stale.unlink(missing_ok=True)  # under the writer lock: no other writer is using them
         if path.exists() and not resume:
             lock.release()
             raise RecordError(
                 f"log_dir {str(directory)!r} already holds a run record ({path.name}). "
-                "Pass resume=True to append to it, or choose a new log_dir."
+                "Pass resume=True to append to it, overwrite=True to start it over, or choose a new log_dir."
             )
         existed = path.exists()
         try:

@@ -55,13 +55,26 @@ def checkup_sections(m: "Measurement") -> list[str]:
     return out
 
 
-def waterfall_figure(m: "Measurement", caption: str, ident: str) -> str:
-    """The budget waterfall of one checkup as a captioned figure."""
-    between = m.layers[1:]
-    chart = charts.waterfall([layer.name for layer in between], np.array([layer.log_gain for layer in between]),
-                             remainder=m.budget.remainder, total=_log10(m.budget.end_to_end),
-                             caption="log10 gain (orders of magnitude)", title=caption)
+def waterfall_figure(m: "Measurement", caption: str, ident: str, x_range: tuple[float, float] | None = None) -> str:
+    """The budget waterfall of one checkup as a captioned figure; `x_range` (see `shared_range`) puts several on
+    one scale."""
+    labels, gains, remainder, total = _waterfall_numbers(m)
+    chart = charts.waterfall(labels, gains, remainder=remainder, total=total, caption="log10 gain (orders of magnitude)",
+                             title=caption, x_range=x_range)
     return figure(chart, caption, ident)
+
+
+def shared_range(*measurements: "Measurement") -> tuple[float, float]:
+    """One x range that holds the waterfalls of all `measurements` (before and after a treatment)."""
+    ranges = [charts.waterfall_range(*_waterfall_numbers(m)) for m in measurements]
+    return min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
+
+
+def _waterfall_numbers(m: "Measurement") -> tuple[list[str], np.ndarray, float, float]:
+    """The waterfall's layer names, log10 gains, remainder and end-to-end total (layers after the first)."""
+    between = m.layers[1:]
+    return ([layer.name for layer in between], np.array([layer.log_gain for layer in between]), m.budget.remainder,
+            _log10(m.budget.end_to_end))
 
 
 def _time_figure(t: "TimeStats") -> str:

@@ -25,6 +25,7 @@ from .svg import (
     esc,
     label,
     legend,
+    legend_rows,
     linear_range,
     log_range,
     num,
@@ -38,6 +39,11 @@ from .svg import (
 WIDTH = 760
 _LEFT = 190  # room for layer names
 _RIGHT = 20
+#: A log axis of bars spans at least this many decades below its largest value: bars within a factor of 2 of each
+#: other look alike instead of one full and one nearly empty.
+MIN_DECADES = 3
+#: Histogram ridges rise at most this many rows high (above 1 they overlap the row above).
+RIDGE_OVERLAP = 1.3
 
 
 def bars(labels: list[str], series: dict[str, np.ndarray], *, caption: str, title: str = "") -> str:
@@ -47,7 +53,8 @@ def bars(labels: list[str], series: dict[str, np.ndarray], *, caption: str, titl
     row = per_row * bar_height + 6
     top = 10 + (18 if per_row > 1 else 0)
     height = top + row * len(labels) + 40
-    scale = Scale(*log_range(np.concatenate(list(series.values()))), _LEFT, WIDTH - _RIGHT, log=True)
+    low, high = log_range(np.concatenate(list(series.values())))
+    scale = Scale(min(low, high / 10**MIN_DECADES), high, _LEFT, WIDTH - _RIGHT, log=True)
     body = x_axis(scale, height - 40, caption, grid_to=top)
     if per_row > 1:
         body += legend([(name, PALETTE[k]) for k, name in enumerate(series)], _LEFT, 14)
@@ -133,18 +140,20 @@ def lines(series: dict[str, tuple[np.ndarray, np.ndarray]], *, x_caption: str, y
     """Line chart of (x, y) series; NaN points are skipped (the line joins the measured ones).
     `y_range`: fixed y limits (e.g. (0, 1) for fractions). `markers`: vertical lines at x with a label (e.g. the
     memory horizon). With more than 8 series, `colours` (one per series) should encode their order, and the
-    legend names only the first and last."""
+    legend names every line, in as many rows as it needs."""
     finite = [(x[np.isfinite(y)], y[np.isfinite(y)]) for x, y in series.values()]
     if log_y:
         finite = [(x[y > 0], y[y > 0]) for x, y in finite]
     all_x = np.concatenate([x for x, _ in finite] + [np.array([m for m, _ in markers], dtype=float)])
     all_y = np.concatenate([y for _, y in finite])
-    top, bottom = 28, 200
+    colours = colours or [PALETTE[k % len(PALETTE)] for k in range(len(series))]
+    names = list(series)
+    key, rows = legend_rows(list(zip(names, colours)), 60, 14, WIDTH - _RIGHT)
+    top = 28 + 14 * (rows - 1)
+    bottom = top + 172
     xs = Scale(*linear_range(all_x.astype(float)), 60, WIDTH - _RIGHT)
     ys = Scale(*(y_range or (log_range(all_y) if log_y else linear_range(all_y))), bottom, top, log=log_y)
     body = x_axis(xs, bottom, x_caption) + y_axis(ys, 60, y_caption, grid_to=WIDTH - _RIGHT)
-    colours = colours or [PALETTE[k % len(PALETTE)] for k in range(len(series))]
-    names = list(series)
     for (name, (x, y)), fill in zip(zip(names, finite), colours):
         points = " ".join(f"{xs(a):g},{ys(b):g}" for a, b in zip(x, y))
         tip = f"<title>{esc(name)}</title>"
@@ -158,21 +167,21 @@ def lines(series: dict[str, tuple[np.ndarray, np.ndarray]], *, x_caption: str, y
         body.append(f'<line class="marker" x1="{xs(at):g}" y1="{top:g}" x2="{xs(at):g}" y2="{bottom:g}"/>')
         right_half = xs(at) > (xs.start + xs.end) / 2
         body.append(text(xs(at) + (-4 if right_half else 4), top + 10, name, anchor="end" if right_half else "start"))
-    shown = list(zip(names, colours))
-    body += legend(shown if len(shown) <= 8 else [shown[0], shown[-1]], 60, 14)
-    return svg(WIDTH, bottom + 40, body, title or y_caption)
+    return svg(WIDTH, bottom + 40, body + key, title or y_caption)
 
 
 def ridges(labels: list[str], edges: np.ndarray, counts: dict[str, np.ndarray], *, caption: str,
            title: str = "") -> str:
     """One ridge per label (top to bottom): a histogram over `edges` (log10 values) per series, each
     `counts[series]` being labels × bins, drawn as filled outlines scaled to the row's tallest bin."""
-    row, overlap = (18 if len(labels) <= 40 else 10), 1.8
+    row, overlap = (18 if len(labels) <= 40 else 10), RIDGE_OVERLAP
     top = 30
     height = top + row * len(labels) + 45
     scale = Scale(float(edges[0]), float(edges[-1]), _LEFT, WIDTH - _RIGHT)
     centres = (edges[:-1] + edges[1:]) / 2
     body = x_axis(scale, height - 40, caption, grid_to=top)
+    body += [f'<line x1="{_LEFT}" y1="{top + (i + 1) * row:g}" x2="{WIDTH - _RIGHT}" y2="{top + (i + 1) * row:g}" '
+             f'class="grid"/>' for i in range(len(labels))]  # each ridge's baseline, light: the outlines stand out
     body += legend([(name, PALETTE[k]) for k, name in enumerate(counts)], _LEFT, 14)
     for i, name in enumerate(labels):
         base = top + (i + 1) * row
@@ -186,29 +195,46 @@ def ridges(labels: list[str], edges: np.ndarray, counts: dict[str, np.ndarray], 
             points = [f"{scale(float(edges[0])):g},{base:g}"]
             points += [f"{scale(float(x)):g},{base - h:.2f}" for x, h in zip(centres, heights)]
             points.append(f"{scale(float(edges[-1])):g},{base:g}")
+            filled = np.flatnonzero(c[i] > 0)  # stroked over the filled bins only, never along the baseline
+            outline = " ".join(points[1 + int(filled[0]): 2 + int(filled[-1])])
             body.append(
                 f'<polygon class="ridge" data-layer="{esc(name)}" data-series="{esc(series)}" '
-                f'data-count="{round(c[i].sum())}" points="{" ".join(points)}" fill="{PALETTE[k]}" fill-opacity="0.45" '
-                f'stroke="{PALETTE[k]}"><title>{esc(name)} · {esc(series)}: {int(c[i].sum())} entries</title></polygon>'
+                f'data-count="{round(c[i].sum())}" points="{" ".join(points)}" fill="{PALETTE[k]}" fill-opacity="0.1" '
+                f'stroke="none"><title>{esc(name)} · {esc(series)}: {round(c[i].sum())} entries</title></polygon>'
+                f'<polyline points="{outline}" fill="none" stroke="{PALETTE[k]}" stroke-width="1.4"/>'
             )
     return svg(WIDTH, height, body, title or caption)
 
 
-def waterfall(labels: list[str], gains: np.ndarray, *, remainder: float, total: float, caption: str,
-              title: str = "") -> str:
-    """The gradient budget: each layer's log10 gain as a step from the running sum (red: orders lost, green:
-    orders gained), then what no layer accounts for (`remainder`), then the end-to-end `total` from 0."""
+def waterfall_steps(labels: list[str], gains: np.ndarray, remainder: float,
+                    total: float) -> tuple[list[tuple[str, float, str]], list[float], list[float]]:
+    """The waterfall's rows (name, gain, kind), where each bar starts and where it ends."""
     rows = list(zip(labels, gains.astype(float), ["layer"] * len(labels)))
-    rows += [("not attributed (skips, functional ops)", remainder, "remainder"), ("end to end", total, "total")]
+    rows += [("not attributed (skips, ops)", remainder, "remainder"), ("end to end", total, "total")]
     starts, running = [], 0.0
     for _, gain, kind in rows:
         starts.append(0.0 if kind == "total" else running)
         if kind != "total" and math.isfinite(gain):
             running += gain
     ends = [s + g if math.isfinite(g) else s for s, (_, g, _) in zip(starts, rows)]
+    return rows, starts, ends
+
+
+def waterfall_range(labels: list[str], gains: np.ndarray, remainder: float, total: float) -> tuple[float, float]:
+    """The x range `waterfall` draws these numbers on: give the union of two to draw them on one scale."""
+    _, starts, ends = waterfall_steps(labels, gains, remainder, total)
+    return linear_range(np.array(starts + ends + [0.0]))
+
+
+def waterfall(labels: list[str], gains: np.ndarray, *, remainder: float, total: float, caption: str,
+              title: str = "", x_range: tuple[float, float] | None = None) -> str:
+    """The gradient budget: each layer's log10 gain as a step from the running sum (red: orders lost, green:
+    orders gained), then what no layer accounts for (`remainder`), then the end-to-end `total` from 0. `x_range`
+    fixes the axis (before/after charts on one scale)."""
+    rows, starts, ends = waterfall_steps(labels, gains, remainder, total)
     row, top = 14, 10
     height = top + row * len(rows) + 40
-    scale = Scale(*linear_range(np.array(starts + ends + [0.0])), _LEFT, WIDTH - _RIGHT)
+    scale = Scale(*(x_range or waterfall_range(labels, gains, remainder, total)), _LEFT, WIDTH - _RIGHT)
     body = x_axis(scale, height - 40, caption, grid_to=top)
     body.append(f'<line x1="{scale(0):g}" y1="{top:g}" x2="{scale(0):g}" y2="{height - 40:g}" class="axis"/>')
     for i, ((name, gain, kind), start, end) in enumerate(zip(rows, starts, ends)):

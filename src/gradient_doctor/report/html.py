@@ -18,8 +18,9 @@ import numpy as np
 from ..diagnose import Diagnosis, diagnose
 from ..errors import InvalidType
 from ..record import RunRecord, load
+from ..treat.render import compact_diff, outcome
 from . import charts
-from .budget import checkup_sections, waterfall_figure
+from .budget import checkup_sections, shared_range, waterfall_figure
 from .data import RunView, binned, line, loss_log_scale, ridge
 from .page import cards, figure, note, page, section, table, verdict
 from .svg import colour, esc, label
@@ -71,7 +72,7 @@ def run_sections(run: RunRecord) -> tuple[list[str], str]:
     subtitle = f"{len(steps)} recorded steps ({steps[0]}–{steps[-1]}), {len(view.layers)} layers{where}"
     diagnosis = diagnose(run)
     sections = [
-        section("findings", "Findings", verdict(diagnosis) + cards(diagnosis.findings)),
+        section("findings", "Findings", verdict(diagnosis) + cards(diagnosis.findings, diagnosis.layer_kinds)),
         section("gradient-flow", "Gradient flow per layer", _flow(view),
                 "L2 norm of each layer's gradient (its own parameters jointly), first layer at the top; "
                 "log scale. A lower layer orders of magnitude below the upper ones is a vanishing gradient."),
@@ -161,9 +162,20 @@ def _activations(view: RunView) -> str:
             continue
         series = {name: line(view.steps, values[:, j]) for j, name in enumerate(layers)}
         shades = [colour(0.85 * j / max(len(layers) - 1, 1)) for j in range(len(layers))]
+        if not np.nanmax(values) > 0:
+            out.append(note(_NONE_AT_ALL[ident]))
         out.append(figure(charts.lines(series, x_caption="step", y_caption=caption, y_range=(0.0, 1.0), colours=shades),
                           f"{caption} per activation layer over steps", ident))
     return "".join(out)
+
+
+#: Why a fraction's chart is a flat line at 0, in one sentence.
+_NONE_AT_ALL = {
+    "saturation": "No output of any sigmoid/tanh-like layer came within saturation_eps (1 % of its range by "
+                  "default) of a bound on a measured step, so every line lies at 0; such layers still shrink the "
+                  "gradient (σ′ ≤ 0.25).",
+    "dead": "No ReLU-like unit was zero for every sample of a measured step, so every line lies at 0.",
+}
 
 
 def _loss(view: RunView) -> str:
@@ -194,7 +206,8 @@ def _ridges(view: RunView) -> str:
 # -- a diagnosis (checkup or run) ----------------------------------------------------------
 def diagnosis_page(diagnosis: Diagnosis) -> str:
     """Verdict and finding cards; for a checkup also the gradient budget and the time axis."""
-    sections = [section("findings", "Findings", verdict(diagnosis) + cards(diagnosis.findings))]
+    findings = verdict(diagnosis) + cards(diagnosis.findings, diagnosis.layer_kinds)
+    sections = [section("findings", "Findings", findings)]
     if diagnosis.measurement is not None:
         sections += checkup_sections(diagnosis.measurement)
     kind = "checkup" if diagnosis.measurement is not None else "diagnosis"
@@ -206,29 +219,32 @@ def treatment_page(treatment: Any) -> str:
     """What was applied and rejected, the architecture diff, and the budgets and findings before/after."""
     before, after = treatment.before, treatment.after
     applied = "".join(f"<li>{esc(name)}</li>" for name in treatment.applied) or "<li>nothing</li>"
-    rejected = table(["remedy", "why it was rejected"], [[str(n), str(r)] for n, r in getattr(treatment, "rejected", [])],
-                     "rejected") if getattr(treatment, "rejected", None) else note("No remedy was rejected.")
-    diff_lines = list(getattr(treatment, "diff", []) or [])
+    rejected = table(["remedy", "outcome", "reason"],
+                     [[str(n), outcome(str(r)).plain, str(r)] for n, r in getattr(treatment, "rejected", [])],
+                     "rejected") if getattr(treatment, "rejected", None) else note("Every remedy tried was kept.")
+    diff_lines = compact_diff(list(getattr(treatment, "diff", []) or []))
     diff = ('<pre class="diff">' + "\n".join(_diff_line(line) for line in diff_lines) + "</pre>") if diff_lines \
         else note("The architecture did not change.")
     sections = [
         section("findings", "Verdict after treatment", verdict(after)
-                + f'<h3>Applied</h3><ul data-list="applied">{applied}</ul><h3>Rejected</h3>{rejected}'),
+                + f'<h3>Applied</h3><ul data-list="applied">{applied}</ul><h3>Not kept</h3>{rejected}'),
         section("diff", "Architecture diff", diff),
     ]
     if before.measurement is not None and after.measurement is not None:
-        sides = "".join(f"<div>{waterfall_figure(d.measurement, f'{name}: gradient budget', f'budget_{name}')}</div>"
-                        for name, d in (("before", before), ("after", after)))
+        scale = shared_range(before.measurement, after.measurement)
+        sides = "".join(f"<div>{waterfall_figure(d.measurement, f'{name}: gradient budget', f'budget_{name}', scale)}"
+                        "</div>" for name, d in (("before", before), ("after", after)))
         sections.append(section("budget", "Gradient budget before and after", f'<div class="side">{sides}</div>',
                                 "Orders of magnitude each layer adds to (green) or removes from (red) the "
-                                "backward signal; the last bar is the end-to-end ratio."))
-    sides = "".join(f'<div data-side="{name}"><h3>{name.capitalize()}</h3>{verdict(d)}{cards(d.findings)}</div>'
-                    for name, d in (("before", before), ("after", after)))
+                                "backward signal; the last bar is the end-to-end ratio. Both charts share one "
+                                "scale, so their bars compare."))
+    sides = "".join(f'<div data-side="{name}"><h3>{name.capitalize()}</h3>{verdict(d)}'
+                    f'{cards(d.findings, d.layer_kinds)}</div>' for name, d in (("before", before), ("after", after)))
     sections.append(section("findings-before-after", "Findings before and after", f'<div class="side">{sides}</div>'))
     return page("gradient-doctor: treatment report", sections)
 
 
 def _diff_line(line: str) -> str:
-    cls = "add" if line.startswith("+") else "del" if line.startswith("-") else ""
+    cls = {"+": "add", "-": "del", "~": "chg"}.get(line[:1], "")
     return f'<span class="{cls}">{esc(line)}</span>' if cls else esc(line)
 

@@ -9,12 +9,13 @@ any injected markup stays inert. All text passes through `esc`.
 
 from __future__ import annotations
 
-import json
-import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..catalog import CATALOG
-from .svg import esc, label
+from ..diagnose.evidence import EvidenceView, evidence_view
+from ..diagnose.layer_names import layer_phrase
+from ..diagnose.render import why_text
+from .svg import esc
 
 if TYPE_CHECKING:
     from ..diagnose import Diagnosis, Finding
@@ -44,6 +45,8 @@ table.numbers{border-collapse:collapse;font-size:.85em}table.numbers td,table.nu
 border-bottom:1px solid #eee;text-align:right}table.numbers th{text-align:left}
 pre.diff{background:#f7f7f7;padding:8px;font-size:.85em;overflow-x:auto}pre.diff .add{color:#1e6b34}
 pre.diff .del{color:#a1261b}
+.scroll{overflow-x:auto;max-width:100%}.card table.numbers{margin:.4em 0}.card{min-width:0}
+.card table.numbers td{white-space:nowrap}pre.diff{white-space:pre-wrap}pre.diff .chg{color:#8a5a00}
 """
 _POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -81,54 +84,47 @@ def verdict(diagnosis: "Diagnosis") -> str:
     return f'<p class="verdict sick" data-healthy="false">{problems} problem(s) found</p>'
 
 
-def cards(findings: list["Finding"]) -> str:
-    """One card per finding, most severe first (as the Diagnosis orders them)."""
+def cards(findings: list["Finding"], kinds: dict[str, str] | None = None) -> str:
+    """One card per finding, most severe first (as the Diagnosis orders them); `kinds` maps the model's layers, in
+    forward order, to their types (`Diagnosis.layer_kinds`)."""
     if not findings:
         return note("No findings.")
-    return '<div class="cards">' + "".join(_card(f) for f in findings) + "</div>"
+    return '<div class="cards">' + "".join(_card(f, kinds or {}) for f in findings) + "</div>"
 
 
-def _card(f: "Finding") -> str:
-    layers = ", ".join(f.layers[:12]) + (f" … and {len(f.layers) - 12} more" if len(f.layers) > 12 else "")
-    rows = "".join(f"<dt>{esc(key)}</dt><dd>{esc(_evidence(value))}</dd>" for key, value in f.evidence.items())
+def _card(f: "Finding", kinds: dict[str, str]) -> str:
+    """Severity and kind, the summary, the layers (forward order, with types), the evidence as tables, and the
+    ranked remedies (the first with what it rests on beyond the summary)."""
+    view = evidence_view(f, kinds)
     remedies = "".join(f"<li><b>{esc(name)}</b> — {esc(CATALOG.get(name, ''))}"
-                       + (f'<br><span class="why">{esc(f.rationale[name])}</span>' if f.rationale.get(name) else "")
-                       + "</li>" for name in f.remedies)
+                       + (f'<br><span class="why">{esc(why)}</span>' if (why := why_text(f, name)) and rank == 0
+                          else "")
+                       + "</li>" for rank, name in enumerate(f.remedies))
     return (
         f'<article class="card {esc(f.severity)}" data-kind="{esc(f.kind)}" data-severity="{esc(f.severity)}">'
         f'<h3><span class="severity">{esc(f.severity)}</span>{esc(f.kind)} <small>({esc(f.scope)})</small></h3>'
         + (f'<p>{esc(f.summary)}</p>' if f.summary else "")
-        + (f'<p class="layers">layers: {esc(layers)}</p>' if f.layers else "")
-        + (f"<dl>{rows}</dl>" if rows else "")
+        + (f'<p class="layers">layers: {esc(layer_phrase(f.layers, kinds, limit=12))}</p>' if f.layers else "")
+        + _evidence_tables(view)
         + (f"<p><b>Remedies</b>, best first:</p><ol>{remedies}</ol>" if remedies else "")
         + "</article>"
     )
 
 
-def _evidence(value: Any) -> str:
-    """Evidence values for people: numbers to 3 significant digits, containers as compact JSON (cut at 300)."""
-    if isinstance(value, float):
-        return label(value)
-    if isinstance(value, (dict, list, tuple)):
-        text = json.dumps(_rounded(value), ensure_ascii=False)
-        return text if len(text) <= 300 else text[:299] + "…"
-    return str(value)
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return float(f"{value:.3g}") if math.isfinite(value) else str(value)
-    if isinstance(value, dict):
-        return {str(k): _rounded(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_rounded(v) for v in value]
-    if hasattr(value, "item"):  # numpy scalars
-        return _rounded(value.item())
-    return value
+def _evidence_tables(view: EvidenceView) -> str:
+    """The per-layer numbers as a table, then the other facts as a two-column list."""
+    out = ""
+    if view.rows:
+        rows = view.rows + ([[f"… {view.more_rows} more", ""] + [""] * len(view.columns)] if view.more_rows else [])
+        out += table(["layer", "type", *view.columns], rows, "evidence")
+    if view.facts:
+        out += "<dl>" + "".join(f"<dt>{esc(name)}</dt><dd>{esc(value)}</dd>" for name, value in view.facts) + "</dl>"
+    return out
 
 
 def table(headers: list[str], rows: list[list[str]], ident: str = "") -> str:
-    """A small table of numbers (already formatted); cells are escaped."""
+    """A small table of numbers (already formatted); cells are escaped; it scrolls sideways on a narrow screen."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="numbers" data-table="{esc(ident)}"><tr>{head}</tr>{body}</table>'
+    numbers = f'<table class="numbers" data-table="{esc(ident)}"><tr>{head}</tr>{body}</table>'
+    return f'<div class="scroll">{numbers}</div>'

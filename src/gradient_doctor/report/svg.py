@@ -175,11 +175,19 @@ def y_axis(scale: Scale, x: float, caption: str, *, grid_to: float | None = None
     return out
 
 
-def legend(entries: list[tuple[str, str]], x: float, y: float) -> list[str]:
-    """A row of colour swatches with names, from (x, y)."""
-    out = []
+def legend(entries: list[tuple[str, str]], x: float, y: float, right: float = math.inf) -> list[str]:
+    """Colour swatches with names, from (x, y), in rows that wrap at `right` (each next row 14 below)."""
+    return legend_rows(entries, x, y, right)[0]
+
+
+def legend_rows(entries: list[tuple[str, str]], x: float, y: float, right: float = math.inf) -> tuple[list[str], int]:
+    """`legend`'s elements and the number of rows they take."""
+    out, left, rows = [], x, 1
     for name, fill in entries:
+        step = 24 + 6.5 * len(name)
+        if x > left and x + step > right:
+            x, y, rows = left, y + 14, rows + 1
         out.append(f'<rect x="{x:g}" y="{y - 9:g}" width="10" height="10" fill="{fill}"/>')
         out.append(text(x + 14, y, name))
-        x += 24 + 6.5 * len(name)
-    return out
+        x += step
+    return out, rows

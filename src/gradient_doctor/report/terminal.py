@@ -15,19 +15,31 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from .._console import plain_text
 from .data import update_ratio
 
 if TYPE_CHECKING:
     from ..record import RunRecord
 
 _BAR_WIDTH = 16
+#: The bars span at least this many decades below the largest norm: norms within a factor of 2 look alike, not
+#: one full and one empty.
+MIN_DECADES = 3.0
 
 
-def summary_table(run: "RunRecord", since: int | None = None) -> Table:
+class SummaryTable(Table):
+    """A rich Table that `print()` shows as text (the terminal's width, or 100 columns off it), and `rich.print`
+    or `Console.print` in colour: `print(run.summary())`."""
+
+    def __str__(self) -> str:
+        return plain_text(self)
+
+
+def summary_table(run: "RunRecord", since: int | None = None) -> SummaryTable:
     """Per layer, the latest recorded values: gradient norm on a log bar, update/weight ratio,
     saturated and dead fractions; with `since`, read only the steps from it on (a live view)."""
     steps = run.steps_since(since)
-    table = Table(title=Text(_title(run, steps, since)), title_justify="left", box=box.SIMPLE_HEAD)
+    table = SummaryTable(title=Text(_title(run, steps, since)), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("layer", no_wrap=True, min_width=6)
     table.add_column("type", no_wrap=True, max_width=12)
     table.add_column("‖g‖ (log scale)", no_wrap=True, min_width=_BAR_WIDTH)
@@ -76,7 +88,7 @@ def _log_range(values: np.ndarray) -> tuple[float, float]:
     if positive.size == 0:
         return 0.0, 1.0
     low, high = math.log10(positive.min()), math.log10(positive.max())
-    return (low, high) if high > low else (low - 1, high)
+    return min(low, high - MIN_DECADES), high
 
 
 def _bar(value: float, low: float, high: float) -> Text:

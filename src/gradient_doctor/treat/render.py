@@ -5,22 +5,24 @@
 
 from __future__ import annotations
 
-import io
 import math
-import shutil
 from typing import TYPE_CHECKING
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .._console import plain_text
 from ..catalog import CATALOG
 from .health import Health
 
 if TYPE_CHECKING:
     from ..diagnose.finding import Diagnosis
     from .treatment import Treatment
+
+#: The reason `gd.treat` gives an opt-in remedy (reduce_depth, greedy_pretrain) it did not try.
+NOT_TRIED = "opt-in"
 
 
 def render(t: "Treatment") -> RenderableType:
@@ -39,10 +41,8 @@ def render(t: "Treatment") -> RenderableType:
 
 
 def to_text(t: "Treatment", width: int | None = None) -> str:
-    width = width or shutil.get_terminal_size((132, 24)).columns
-    buffer = io.StringIO()
-    Console(file=buffer, width=width, no_color=True, force_terminal=False).print(render(t))
-    return buffer.getvalue().rstrip()
+    """Plain text for `print(treatment)`, as wide as the terminal (100 columns when there is none)."""
+    return plain_text(render(t), width)
 
 
 def compact_diff(diff: list[str]) -> list[str]:
@@ -81,8 +81,18 @@ def remedy_table(t: "Treatment") -> Table:
     for i, name in enumerate(t.applied, 1):
         table.add_row(name, Text(f"kept ({i})", style="green"), CATALOG[name])
     for name, reason in t.rejected:
-        table.add_row(name, Text("rolled back", style="yellow"), Text(reason))
+        table.add_row(name, outcome(reason), Text(reason))
     return table
+
+
+def outcome(reason: str) -> Text:
+    """What happened to a remedy that was not kept, from its reason: "not tried" (opt-in, not named), "not
+    applicable" (nothing in the model for it), else "rolled back" (applied, measured, undone)."""
+    if reason.startswith(NOT_TRIED):
+        return Text("not tried", style="dim")
+    if reason.startswith("not applicable"):
+        return Text("not applicable", style="dim")
+    return Text("rolled back", style="yellow")
 
 
 def budget_table(before: "Diagnosis", after: "Diagnosis") -> Table:

@@ -365,3 +365,29 @@ def test_fp16_autocast_with_grad_scaler_on_a_healthy_net_is_healthy():
     assert scaler.get_scale() == 2.0 ** 16 / 2 ** skipped  # each skip halved the scale
     diag = run.diagnose()
     assert diag.healthy and not kinds(diag) & {"exploding_gradient", "non_finite"}
+
+
+def test_a_layer_whose_steps_round_to_zero_is_vanishing_not_frozen():
+    """The most-vanished layers of a deep sigmoid MLP get gradients so small that SGD's float32 steps round to
+    nothing: they are the heart of the vanishing finding, not frozen layers left out of it."""
+    model = mlp(16, nn.Sigmoid)
+    diag = train(model, torch.optim.SGD(model.parameters(), lr=0.1), 40).diagnose()
+    ref = mlp(16, nn.Sigmoid)
+    r = replay(ref, torch.optim.SGD(ref.parameters(), lr=0.1), 40)
+    never_moved = [str(j) for j in range(len(ref)) if isinstance(ref[j], nn.Linear) and not (r["update"][:, j] > 0).any()]
+    assert never_moved[0] == "0" and all(np.all(r["grad"][:, int(j)] > 0) for j in never_moved)  # plain torch
+    f = finding(diag, "vanishing_gradient")
+    assert set(never_moved) <= set(f.layers) and f.layers[0] == "0"
+    assert not f.evidence["frozen"]
+    assert "layer 0" in f.summary and "does not move at all" in f.summary
+
+
+def test_a_layer_with_learning_rate_zero_is_still_frozen():
+    """Zero updates with a gradient as large as a moving layer's are a learning rate of 0: frozen, left out."""
+    model = mlp(4, nn.ReLU, he=True)
+    optimizer = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.0},
+                                 {"params": [p for m in list(model)[1:] for p in m.parameters()], "lr": 0.01}])
+    run = train(model, optimizer, 30)
+    from gradient_doctor.record.history import read_history
+
+    assert "0" not in [run.layers[i] for i in read_history(run, None).trainable()]

@@ -30,7 +30,8 @@ from .series import median, rounded
 #: with those ratios the lower layers learn over 1000x slower than the upper ones.
 WARNING = FADE
 #: What the first remedy rests on, by the recorded activation family (`History.activation_family`).
-_FAMILY = {"saturating": "the recorded activations are mostly saturating (sigmoid/tanh-like)",
+_FAMILY = {"saturating": "the recorded activations are sigmoid/tanh-like, whose derivative (at most 0.25 for a sigmoid) "
+                         "shrinks the gradient at every layer, saturated or not",
            "rectifier": "the recorded activations are mostly rectifiers (ReLU-like)",
            "unknown": "no activation module was recorded"}
 
@@ -61,8 +62,10 @@ def vanishing_gradient(h: History) -> list[Finding]:
     lowest = hit[0]
     family = h.activation_family()
     remedies = for_vanishing(family, by_activations=True)
-    measured = f"layer {names[lowest]} gets {grad_ratio[lowest]:.2g} of the upper layers' gradient (RMS) and moves " \
-               f"{update_ratio[lowest]:.2g} as much relative to its weights (medians over {len(h.steps)} steps)"
+    moves = "does not move at all (its steps round to zero in the weights' dtype)" if update_ratio[lowest] == 0 else \
+        f"moves {update_ratio[lowest]:.2g} as much relative to its weights"
+    measured = f"layer {names[lowest]} gets {grad_ratio[lowest]:.2g} of the upper layers' gradient (RMS) and " \
+               f"{moves} (medians over {len(h.steps)} steps)"
     return [Finding(
         kind="vanishing_gradient", severity="critical" if critical else "warning", scope="depth",
         layers=[names[k] for k in hit],

@@ -34,4 +34,5 @@ def diagnose(run_or_log_dir: RunRecord | str | Path, window: int | None = None) 
             f"got {type(run_or_log_dir).__name__}: {run_or_log_dir!r:.80}"
         )
     history = read_history(run, window)
-    return Diagnosis(by_cause([finding for rule in RUN_RULES for finding in rule(history)]))
+    return Diagnosis(by_cause([finding for rule in RUN_RULES for finding in rule(history)]),
+                     layer_kinds={info.name: info.kind for info in run.layer_details})
