@@ -54,7 +54,7 @@ class Budget:
 
 
 QUICK = Budget(lrs=(0.5, 50.0), steps=300, seeds=1, depths=(10, 30))
-FULL = Budget(lrs=(0.05, 0.5, 5.0, 50.0), steps=2000, seeds=3, depths=(10, 30, 60))
+FULL = Budget(lrs=(0.05, 0.5, 2.0, 5.0, 10.0, 20.0, 50.0), steps=2000, seeds=3, depths=(10, 30, 60))
 
 
 def sigmoid_net(norm: bool, budget: Budget, inputs: int) -> nn.Sequential:

@@ -204,6 +204,7 @@ def claims(rows: list[dict[str, Any]], budget: Budget) -> list[Claim]:
 
     sign = all(stagnates("vanishing", "sgd")) and not any(stagnates("healthy", "sgd"))
     low_lr = any(stagnates("healthy", "sgd_low_lr"))  # a healthy net that stagnates: the sign is not specific
+    escapes = not all(stagnates("vanishing", "adam"))  # the vanishing net's loss moves under Adam: optimiser-bound
     measured = (f"training loss (mean of {WINDOW} steps) at step {EARLY} → at the end — vanishing sgd: "
                 f"{curve('vanishing', 'sgd')}; healthy sgd: {curve('healthy', 'sgd')}; healthy sgd at lr "
                 f"{RECIPES['sgd_low_lr']['lr']:g}: {curve('healthy', 'sgd_low_lr')}; vanishing adam: "
@@ -211,7 +212,7 @@ def claims(rows: list[dict[str, Any]], budget: Budget) -> list[Claim]:
                 f"{sum(stagnates('vanishing', 'sgd'))}/{budget.seeds} seeds, vanishing adam in "
                 f"{sum(stagnates('vanishing', 'adam'))}, healthy sgd in {sum(stagnates('healthy', 'sgd'))}, "
                 f"healthy at the low lr in {sum(stagnates('healthy', 'sgd_low_lr'))}")
-    verdict = "does not hold" if not sign else "holds with conditions" if low_lr else "holds"
+    verdict = "does not hold" if not sign else "holds with conditions" if low_lr or escapes else "holds"
     claims.append(Claim("The loss stagnates at a very early phase (a sign of vanishing gradients)", measured, verdict,
                         **runs))
 
