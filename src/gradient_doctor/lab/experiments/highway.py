@@ -11,7 +11,10 @@ scikit-learn), 10/20/50 layers, a small learning-rate grid per kind and depth (t
 net; each configuration is judged at its best learning rate: lowest mean training loss over the seeds), several
 seeds. A highway layer: y = ReLU(W_H x)·T(x) + x·(1 − T(x)), T(x) = σ(W_T x − 3). The plain nets have He init
 (the best case for a plain ReLU net). "Degrades" as in the residual experiment: the deepest net's training loss
-is above the shallowest's by more than DEGRADES nats.
+is above the shallowest's by more than DEGRADES nats. Why gate bias −3: with C = 1 − T and a zero-mean H, each
+layer keeps about C² + T² of the signal's variance (≈ 0.79 at −2), so a 50-layer stack starts with its signal
+nearly gone; in exploratory single-seed runs (not in the table) 50-layer highway nets with bias −1 or −2 and ReLU
+or tanh H stayed at ln 10 for 600 steps at lr 0.01 and 0.03; at −3 the loss at least moves.
 """
 
 from __future__ import annotations
