@@ -253,3 +253,57 @@ def test_exploding(quick_lab):
                 if r["nonfinite_steps"] == 0 and r["relative_loss"] <= 1.5 * reference["relative_loss"]]
     expected = "does not hold" if not exploded else share(len(restored), len(rows))
     assert result.claims[0].verdict == expected
+
+
+def test_recurrent(quick_lab):
+    result, _ = quick_lab("recurrent")
+    adding = {(r["cell"], r["T"]): r for r in result.rows if r["task"] == "adding"}
+    cells = {cell for cell, _ in adding}
+    lengths = sorted({t for _, t in adding})
+    lstms = [c for c in ("lstm", "lstm_forget", "lstm_chrono") if c in cells]
+    hard = [t for t in lengths if not adding["tanh", t]["relative_loss"] < 0.5]
+    by_default = [t for t in hard if adding["lstm", t]["relative_loss"] < 0.1]
+    by_any = [t for t in hard if any(adding[c, t]["relative_loss"] < 0.1 for c in lstms)]
+    expected = "holds" if hard and by_default == hard else "holds with conditions" if by_any else "does not hold"
+    claims = {c.claim.split(" (")[0]: c for c in result.claims}
+    assert claims["LSTM solves the vanishing gradient problem for sequences"].verdict == expected
+
+    def speed(cell, t):
+        return math.inf if adding[cell, t]["solved_at"] is None else adding[cell, t]["solved_at"]
+
+    biased = [c for c in ("lstm_forget", "lstm_chrono") if c in cells]
+    contested = [t for t in lengths if min(speed(c, t) for c in ["lstm", *biased]) < math.inf]
+    faster = [t for t in contested if min(speed(c, t) for c in biased) < speed("lstm", t)]
+    expected = "holds" if contested and faster == contested else "holds with conditions" if faster else "does not hold"
+    assert claims["The forget-gate bias matters"].verdict == expected
+
+
+def test_depth_limit(quick_lab):
+    result, _ = quick_lab("depth-limit")
+    runs = [r for r in result.rows if r["init"] != "linear softmax"]
+    goal = max(r["depth"] for r in runs)
+
+    def deepest(init):
+        return max([r["depth"] for r in runs if r["init"] == init and r["test_accuracy"] >= 0.30
+                    and r["status"] == "run"], default=0)
+
+    repairs = sorted({r["init"] for r in runs} - {"default"})
+    best = max(deepest(i) for i in repairs)
+    expected = ("holds" if best >= goal else "holds with conditions" if best >= 10 * max(deepest("default"), 1)
+                else "does not hold")
+    assert result.claims[0].verdict == expected
+    assert result.claims[1].verdict == ("holds" if best > deepest("default") else "does not hold")
+
+
+def test_glorot2010_from_its_rows(quick_lab):
+    """The rows hold every layer at init, an early step and the last step: enough to re-judge the accuracy and
+    softsign claims."""
+    result, _ = quick_lab("glorot2010")
+    last = max(r["step"] for r in result.rows)
+    accuracy = {(r["activation"], r["init"]): r["test_acc"] for r in result.rows}
+    better = sum(accuracy[a, "normalised"] > accuracy[a, "standard"] for a in ("sigmoid", "tanh", "softsign"))
+    assert result.claims[3].verdict == {3: "holds", 0: "does not hold"}.get(better, "holds with conditions")
+    end = {a: max(r["saturated_frac"] for r in result.rows if r["activation"] == a and r["step"] == last)
+           for a in ("tanh", "softsign")}
+    holds = end["softsign"] < 0.5 * end["tanh"] and end["tanh"] > 0.01
+    assert result.claims[1].verdict == ("holds" if holds else "does not hold")
