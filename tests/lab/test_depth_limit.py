@@ -9,15 +9,13 @@ import torch
 from torch import nn
 
 from gradient_doctor.lab.datasets import mnist1d
-from gradient_doctor.lab.experiment import VERDICTS, run_experiment
+from gradient_doctor.lab.experiment import VERDICTS
 from gradient_doctor.lab.experiments.depth_limit import deepest_trained
-from gradient_doctor.lab.train import single_thread
 
 
 @pytest.fixture(scope="module")
-def limit(tmp_path_factory):
-    with single_thread():
-        return run_experiment("depth-limit", quick=True, out=tmp_path_factory.mktemp("depth-limit"), seed=0)
+def limit(quick_lab):
+    return quick_lab("depth-limit")[0]
 
 
 def _row(result, init, depth):

@@ -12,16 +12,12 @@ import torch
 from torch import nn
 
 from gradient_doctor.lab.datasets import mnist1d
-from gradient_doctor.lab.experiment import VERDICTS, run_experiment
-from gradient_doctor.lab.train import single_thread
+from gradient_doctor.lab.experiment import VERDICTS
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    out = tmp_path_factory.mktemp("depth-sweep")
-    with single_thread():
-        result = run_experiment("depth-sweep", quick=True, out=out, seed=0)
-    return result, out
+def sweep(quick_lab):
+    return quick_lab("depth-sweep")
 
 
 def _row(result, depth, activation, init, arch="plain"):

@@ -9,22 +9,20 @@ import pytest
 import torch
 from torch import nn
 
-from gradient_doctor.lab.datasets import adding, mnist1d
-from gradient_doctor.lab.experiment import run_experiment
+from gradient_doctor.lab.datasets import mnist1d
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
-    return run_experiment("exploding", quick=True, out=tmp_path_factory.mktemp("lab"), seed=0)
+def result(quick_lab):
+    return quick_lab("exploding")[0]
 
 
 def _rows(result, case):
     return {("reference" if r["init"] == "reference" else r["method"]): r for r in result.rows if r["case"] == case}
 
 
-@pytest.mark.parametrize("case", ["rnn", "mlp"])
-def test_unclipped_run_diverges_and_every_clipping_method_restores_it(result, case):
-    rows = _rows(result, case)
+def test_unclipped_run_diverges_and_every_clipping_method_restores_it(result):
+    rows = _rows(result, "mlp")
     bare, reference = rows["none"], rows["reference"]
     assert bare["nonfinite_steps"] > 0 and math.isnan(bare["relative_loss"])
     assert "critical non_finite" in bare["findings"]
@@ -37,17 +35,6 @@ def test_unclipped_run_diverges_and_every_clipping_method_restores_it(result, ca
 
 def test_recorded_initial_gradient_norm_matches_plain_torch(result):
     """The watch record's first step (root sum of per-layer squares) against torch's global norm of the same step."""
-    torch.manual_seed(0)  # the RNN case: a 32-unit tanh RNN, recurrent weight orthogonal x 1.5, readout Linear(32, 1)
-    rnn = nn.RNN(2, 32, batch_first=True)
-    nn.init.orthogonal_(rnn.weight_hh_l0, gain=1.5)
-    head = nn.Linear(32, 1)
-    x, y = adding(64, 50, seed=0)  # the first training batch
-    out, _ = rnn(x)
-    ((head(out[:, -1]).squeeze(-1) - y) ** 2).mean().backward()
-    norm = torch.sqrt(sum((p.grad ** 2).sum() for p in [*rnn.parameters(), *head.parameters()])).item()
-    assert _rows(result, "rnn")["none"]["grad_norm_init"] == pytest.approx(norm, rel=1e-4)
-    assert norm > 2 * _rows(result, "rnn")["reference"]["grad_norm_init"]  # the high gain inflates it
-
     torch.manual_seed(0)  # the MLP case: 40 -> 64 x 6 -> 10 with ReLU, weights N(0, 2^2 / fan_in), zero biases
     sizes = [40, 64, 64, 64, 64, 64, 64, 10]
     layers = [nn.Linear(a, b) for a, b in zip(sizes, sizes[1:])]

@@ -10,16 +10,15 @@ import torch
 from torch import nn
 
 from gradient_doctor.lab.datasets import mnist1d
-from gradient_doctor.lab.experiment import VERDICTS, run_experiment
+from gradient_doctor.lab.experiment import VERDICTS
 from gradient_doctor.lab.experiments.glorot2010 import QUICK
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
-    out = tmp_path_factory.mktemp("glorot2010")
-    return run_experiment("glorot2010", quick=True, out=out), out
+def result(quick_lab):
+    return quick_lab("glorot2010")
 
 
 def _rows(result, activation, init, step):

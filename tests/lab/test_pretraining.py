@@ -12,15 +12,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import gradient_doctor as gd
 from gradient_doctor.lab.datasets import mnist1d
-from gradient_doctor.lab.experiment import VERDICTS, run_experiment
+from gradient_doctor.lab.experiment import VERDICTS
 from gradient_doctor.lab.experiments.pretraining import QUICK
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
-    return run_experiment("pretraining", quick=True, out=tmp_path_factory.mktemp("pretraining"))
+def result(quick_lab):
+    return quick_lab("pretraining")[0]
 
 
 def _plain_net(seed: int) -> nn.Sequential:

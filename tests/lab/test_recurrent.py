@@ -10,13 +10,12 @@ import torch
 from torch import nn
 
 from gradient_doctor.lab.datasets import adding
-from gradient_doctor.lab.experiment import run_experiment
 from gradient_doctor.lab.experiments.recurrent import QUICK
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory):
-    return run_experiment("recurrent", quick=True, out=tmp_path_factory.mktemp("lab"), seed=0)
+def result(quick_lab):
+    return quick_lab("recurrent")[0]
 
 
 def _row(result, cell):

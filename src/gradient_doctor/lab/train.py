@@ -57,6 +57,7 @@ class Fitted(NamedTuple):
     losses: list[float]  # the training loss of every step taken
     nonfinite: int  # steps whose loss (with check_gradients: or a gradient) was NaN/inf
     diverged: bool  # stop_on_nonfinite ended the run at a non-finite step, without its update
+    grad_norms: list[float] = []  # with max_norm: each step's global gradient norm before clipping
 
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator[Batch], loss_fn: LossFn, steps: int,
@@ -69,13 +70,14 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator[Ba
     >>> fitted = fit(model, optimizer, map(task.batches(64, seed=0), itertools.count()), task.loss, steps=200)
     >>> fitted.losses[-1], fitted.nonfinite, fitted.diverged
 
-    `max_norm` clips the global gradient norm (torch's clip_grad_norm_) before each update. A step is non-finite
+    `max_norm` clips the global gradient norm (torch's clip_grad_norm_) before each update and records each
+    step's norm before clipping in `grad_norms` (`max_norm=math.inf`: recorded, never clipped). A step is non-finite
     when its loss, or with `check_gradients` any gradient, is NaN/inf: it is counted and still taken (as a plain
     loop would, so a diverged model stays diverged), unless `stop_on_nonfinite` ends the run there. After each
     step `after_step(step, loss)` runs and `progress` (a rich Progress and one of its tasks) advances by one;
     `monitor(step)` runs before every step that is a multiple of `every`, and after the last one unless stopped.
     """
-    losses, nonfinite = [], 0
+    losses, nonfinite, norms = [], 0, []
     model.train()
     for step in range(steps):
         if monitor is not None and every and step % every == 0:
@@ -83,9 +85,9 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator[Ba
         loss, finite = _backward(model, optimizer, next(batches), loss_fn, check_gradients)
         nonfinite += not finite
         if stop_on_nonfinite and not finite:
-            return Fitted(losses, nonfinite, diverged=True)
-        if max_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            return Fitted(losses, nonfinite, True, norms)
+        if max_norm is not None:  # max_norm=math.inf records the norms without clipping
+            norms.append(float(nn.utils.clip_grad_norm_(model.parameters(), max_norm)))
         optimizer.step()
         losses.append(loss.item())
         if after_step is not None:
@@ -94,7 +96,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator[Ba
             progress[0].advance(progress[1])
     if monitor is not None and every:
         monitor(steps)
-    return Fitted(losses, nonfinite, diverged=False)
+    return Fitted(losses, nonfinite, False, norms)
 
 
 def epoch_batches(split: Split, batch_size: int | None, seed: int) -> Iterator[Batch]:

@@ -8,8 +8,9 @@ A depth-`d` model has `d` Linear layers: Linear(n_in, width) and the activation,
 width) + activation blocks, then Linear(width, n_out). The init is applied to that plain net first (PyTorch's
 default init is the net as constructed; LSUV is fitted on `inputs`), then the architecture: "batchnorm" inserts a
 batch norm after every Linear but the output layer (`insert_norm`, its no-skip guard acknowledged), "residual"
-wraps every hidden block as x + f(x) (`add_residual` with its branch scale fixed at 1, not learned: the classic
-residual block of He et al. 2016, not the library's zero-initialised, learnable default).
+wraps every hidden block as x + f(x) (`add_residual` with its branch scale fixed at 1, not learned, and no
+normalisation: the unnormalised stack whose variance grows every block — not He et al. 2016's block, which has batch
+norm in the branch (lab/experiments/_blocks.py builds those), nor the library's zero-initialised default).
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ def run(ctx: Context) -> Result:
                            seconds=time.perf_counter() - start, **trained)
                 failed = 0 if row["trains"] else failed + 1
                 rows.append(row)
+                ctx.finished(f"{init} init, depth {depth}: test accuracy {row['test_accuracy']:.0%}")
         rows.append(_linear_reference(data, grid["steps"], ctx.seed))
     return Result(rows, _claims(rows, grid), _notes(grid))
 

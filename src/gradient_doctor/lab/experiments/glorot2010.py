@@ -142,6 +142,7 @@ def _trace(activation: str, init: str, bounds: tuple[float, float], data: Split,
     losses = train_curve(model, data, steps=budget.steps, batch=budget.batch, optimizer=optimizer, seed=ctx.seed,
                          progress=ctx.progress, description=f"{activation}, {init} init", every=budget.every,
                          monitor=monitor)
+    ctx.finished(f"{activation}, {init} init")
     return {"steps": steps, "stats": {k: torch.stack(v) for k, v in stats.items()},
             "test_acc": accuracy(model, data.x_test, data.y_test), "final_loss": losses[-budget.every:].mean().item()}
 

@@ -84,6 +84,7 @@ def run(ctx: Context) -> Result:
                 for k in range(budget.seeds):
                     row, losses = _one(depth, init, ctx.seed + k, data, budget, ctx)
                     rows.append(row)
+                    ctx.finished(f"{depth} layers, {init} init, seed {ctx.seed + k}: {row['steps_to_converge']}")
                     curves.setdefault((depth, init), []).append(losses)
     _plot(ctx, curves, budget)
     return Result(rows=rows, claims=_claims(rows, budget), notes=_notes(budget))
@@ -132,8 +133,9 @@ def _claims(rows: list[dict], budget: Budget) -> list[Claim]:
         verdict = "holds with conditions"
     else:
         verdict = "does not hold"
+    runs = dict(runs=budget.seeds, needed=FULL.seeds)
     claims = [Claim(f"A {deep}-layer plain ReLU net with Xavier init stalls; with He init it converges",
-                    _describe(rows, deep), verdict)]
+                    _describe(rows, deep), verdict, **runs)]
     xavier, he = _summary(rows, shallow, "xavier"), _summary(rows, shallow, "he")
     both = xavier[0] == xavier[1] and he[0] == he[1]
     he_faster = he[2] is not None and (xavier[2] is None or he[2] < xavier[2])
@@ -144,7 +146,7 @@ def _claims(rows: list[dict], budget: Budget) -> list[Claim]:
     else:
         verdict = "does not hold"
     claims.append(Claim(f"A {shallow}-layer plain ReLU net converges with both inits, faster with He init",
-                        _describe(rows, shallow), verdict))
+                        _describe(rows, shallow), verdict, **runs))
     return claims
 
 

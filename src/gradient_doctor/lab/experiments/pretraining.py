@@ -91,7 +91,8 @@ def run(ctx: Context) -> Result:
     with single_thread():
         for k in range(budget.seeds):
             rows += _seed(ctx.seed + k, data, budget, ctx)
-    return Result(rows=rows, claims=_claims(rows), notes=_notes(rows, budget))
+            ctx.finished(f"seed {ctx.seed + k}: none, pretrained and none+compute under both optimisers")
+    return Result(rows=rows, claims=_claims(rows, budget), notes=_notes(rows, budget))
 
 
 def _seed(seed: int, data: Split, budget: Budget, ctx: Context) -> list[dict]:
@@ -141,7 +142,7 @@ def _comparison(rows: list[dict], rival: str) -> tuple[str, list[str]]:
     return "mean test accuracy — " + "; ".join(parts), winners
 
 
-def _claims(rows: list[dict]) -> list[Claim]:
+def _claims(rows: list[dict], budget: Budget) -> list[Claim]:
     verdict = lambda winners: {len(OPTIMISERS): "holds", 0: "does not hold"}.get(  # noqa: E731
         len(winners), "holds with conditions")
     claims = []
@@ -151,7 +152,8 @@ def _claims(rows: list[dict]) -> list[Claim]:
                           "steps", "none+compute")):
         text, winners = _comparison(rows, rival)
         claims.append(Claim(claim, f"{text}; pre-trained better (by > {MARGIN} in the mean, in every seed) with: "
-                                   f"{', '.join(winners) or 'neither optimiser'}", verdict(winners)))
+                                   f"{', '.join(winners) or 'neither optimiser'}", verdict(winners),
+                            runs=budget.seeds, needed=FULL.seeds))
     return claims
 
 

@@ -59,6 +59,7 @@ def run(ctx: Context) -> Result:
             for cell in budget.cells:
                 rows.append(_train(task, cell, budget, ctx))
                 ctx.progress.advance(task_bar)
+                ctx.finished(f"{cell} on {name} T={steps}: loss/baseline {rows[-1]['relative_loss']:.3f}")
     _plot(rows, ctx)
     claims = [c for c in (_lstm_claim(rows), _forget_claim(rows), _irnn_claim(rows)) if c is not None]
     return Result(rows, claims, _notes(budget))
