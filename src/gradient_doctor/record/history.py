@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 #: How many of the run's first finite losses make its starting level (their median): enough to outvote one odd
 #: batch, few enough to stay at the start of a short run.
 START_POINTS = 5
-#: Recurrent layers whose hidden states get activation statistics (a vanilla RNN's are its tanh/ReLU outputs).
-_RECURRENT = ("RNN", "SimpleRNN")
+#: Recurrent layers whose hidden states get activation statistics (probe.layers.activation_spec).
+_RECURRENT = ("RNN", "SimpleRNN", "GRU", "LSTM")
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ def large_updates(h: History) -> list[Finding]:
         kind="large_updates", severity="warning", scope="run", layers=largest[:5],
         evidence={"median_relative_update": rounded(typical),
                   "relative_update": {name: rounded(steps[name]) for name in largest},
-                  "threshold": LARGE_STEP, "first_step": first_step, "loss_at_start": rounded(h.loss_at_start), "steps": int(len(h.steps))},
+                  "threshold": LARGE_STEP, "first_step": first_step, "loss_at_start": rounded(h.loss_at_start),
+                  "steps": int(len(h.steps))},
         remedies=remedies, rationale=rationale(remedies, measured),
         summary=f"{measured}: the learning rate is far too high for these weights",
     )]
