@@ -63,8 +63,9 @@ def exploding_gradient(h: History) -> list[Finding]:
         return []
     severity = max((j["severity"] for j in judged.values()), key=("info", "warning", "critical").index)
     first_step = min(j["first_step"] for j in judged.values())
-    wrecked = _loss_jump(h, first_step) > GROWTH
-    if severity == "info" and wrecked:
+    jump = _loss_jump(h, first_step)
+    wrecked = severity == "info" and jump > GROWTH  # one short spike, but the loss jumped with it
+    if wrecked:
         severity = "warning"
     harmless = not _loss_rose(h, first_step)
     if harmless:
@@ -83,7 +84,7 @@ def exploding_gradient(h: History) -> list[Finding]:
     return [Finding(
         kind="exploding_gradient", severity=severity, scope="run", layers=layers,
         evidence={"first_step": first_step, "gradient": gradient, "forward": forward, "loss_fell": harmless,
-                  "loss_jump": rounded(_loss_jump(h, first_step)),
+                  "loss_jump": rounded(jump),
                   "enter_ratio": GROWTH, "exit_ratio": 10 ** EXIT_ORDERS, "sustained_points": SUSTAINED_POINTS},
         remedies=remedies, rationale=rationale(remedies, measured),
         summary=f"{where} of {len(layers)} layer(s) rose above {GROWTH:.3g}x their early level from step {first_step}"
