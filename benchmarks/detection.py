@@ -49,7 +49,7 @@ import torch
 
 import gradient_doctor as gd
 from benchmarks.detection_peers import GradientRecord, autotrainer, fixed_threshold
-from benchmarks.detection_score import DETECTORS, HEALTHY, NORMALIZE_INPUTS, judge, score
+from benchmarks.detection_score import DETECTORS, HEALTHY, NORMALIZE_INPUTS, first_finding, first_findings, judge, score
 from benchmarks.scenarios import SCENARIOS, Scenario, train
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -81,7 +81,8 @@ def alarm_kinds(findings: Iterable[gd.Finding]) -> set[str]:
 
 def _note(findings: list[dict], stage: str, found: Iterable[gd.Finding]) -> None:
     findings += [{"stage": stage, "kind": f.kind, "severity": f.severity, "layers": f.layers[:4],
-                  "summary": f.summary, "remedies": f.remedies[:3]} for f in found if f.severity != "info"]
+                  "summary": f.summary, "remedies": f.remedies[:3], "follows_from": f.evidence.get("follows_from")}
+                 for f in found if f.severity != "info"]
 
 
 def run_scenario(scenario: Scenario) -> dict[str, Any]:
@@ -258,9 +259,13 @@ def markdown(result: dict[str, Any]) -> str:
             outcome = "FALSE ALARM" if ours["alarm"] else "quiet"
         else:
             outcome = "detected" if ours["detected"] else "MISS"
+        first = first_finding(r) if r["label"] != HEALTHY else None
+        read_first = "–" if first is None else f"{first['kind']} ({first['stage']})" + ("" if first["names_label"]
+                                                                                         else " ✗")
         rows.append([r["name"], r["split"], r["label"], *(_kinds(r["verdicts"][d]) for d in
-                     ("checkup", "watch", "autotrainer", "threshold")), outcome, _pct(ours["latency"]),
+                     ("checkup", "watch", "autotrainer", "threshold")), outcome, read_first, _pct(ours["latency"]),
                      r["seconds"], "; ".join(f"{k}: {v}" for k, v in r["errors"].items())])
+    firsts = result["first_findings"]
     meta = result["meta"]
     head = (f"# Detection benchmark: {meta['selection']}\n\n`{meta['command']}` on {meta['date']}; "
             f"{meta['machine']['platform']}, {meta['machine']['cpus']} CPUs, torch {meta['machine']['torch']}; "
@@ -272,11 +277,16 @@ def markdown(result: dict[str, Any]) -> str:
         head, "## Summary",
         _table(["detector", "recall", "covered recall", "false alarms (healthy)", "mean latency", "median latency"],
                summary),
+        "## The first finding",
+        f"The first warning or critical finding a user reads (checkup's, else the first live check's, else the final "
+        f"diagnosis's; most severe first) names the labelled cause in {firsts['named']} of {firsts['broken']} broken "
+        f"scenarios ({_pct(firsts['share'])}). Not: {', '.join(firsts['misses']) or 'none'}. Read with it (same "
+        f"stage): {firsts['same_stage']} more findings, {firsts['follows_first']} of them saying they follow from it.",
         "## Recall per label", _table(["label", "n", *scores], per_label),
         "## Precision per kind", _table(["detector", "kind", "reported", "correct", "precision"], per_kind),
         "## Scenarios",
         _table(["scenario", "split", "label", "checkup", "watch (live + final)", "AUTOTRAINER", "threshold",
-                "ours", "latency", "s", "errors"], rows),
+                "ours", "first finding (✗: not the label)", "latency", "s", "errors"], rows),
     ]) + "\n"
 
 
@@ -293,7 +303,8 @@ def evaluate(scenarios: list[Scenario], selection: str, command: str) -> dict[st
             "check_every": CHECK_EVERY, "cadences": CADENCES, "scenarios": len(records),
             "healthy": healthy, "broken": len(records) - healthy, "seconds": time.perf_counter() - started}
     judged = {r["name"]: {d: judge(r, d, table) for d, table in DETECTORS.items()} for r in records}
-    return {"meta": meta, "scores": score(records), "judged": judged, "records": records}
+    return {"meta": meta, "scores": score(records), "first_findings": first_findings(records), "judged": judged,
+            "records": records}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

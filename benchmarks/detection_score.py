@@ -25,6 +25,12 @@ raised on that scenario). Decisions, written down here once:
   averaged over the detected broken scenarios only.
 * **Covered recall**: recall over the broken scenarios whose label the detector's table covers at all (the peers
   have no saturation, plateau or bad-input-scale kinds).
+* **The first finding** (ours only, `first_finding`): the first warning or critical finding a user reads — the
+  checkup's first (most severe first), else the first one a live check reported, else the final diagnosis's first —
+  names the label when its kind is one the label maps to in OURS (or, for bad_data_scale, it ranks normalize_inputs).
+  The findings read at that same moment (the same stage) that say they follow from it (directly or through a chain of
+  causes read then too) are counted as well.
+  Needs the record's `findings` (stage, kind, severity, remedies, follows_from), in the order they were reported.
 """
 
 from __future__ import annotations
@@ -73,6 +79,53 @@ def judge(record: Mapping[str, Any], detector: str, table: Mapping[str, frozense
     detected = record["label"] != HEALTHY and bool(correct)
     return {"kinds": sorted(found), "alarm": failed or bool(found), "detected": detected,
             "latency": min(correct) / record["steps"] if detected else None}
+
+
+def first_finding(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The first warning/critical finding of a broken record and whether it names the label; None without findings.
+
+    >>> first_finding({"label": "dead_units", "findings": [
+    ...     {"stage": "checkup", "kind": "dead_units", "severity": "critical", "remedies": ["he_init"]},
+    ...     {"stage": "checkup", "kind": "vanishing_gradient", "severity": "critical", "follows_from": "dead_units"}]})
+    {'stage': 'checkup', 'kind': 'dead_units', 'names_label': True, 'same_stage': 1, 'follows_first': 1}
+    """
+    found = record.get("findings") or []
+    if not found:
+        return None
+    first = found[0]
+    names = first["kind"] in OURS.get(record["label"], ()) or \
+        (NORMALIZE_INPUTS in OURS.get(record["label"], ()) and "normalize_inputs" in first.get("remedies", ()))
+    after = [f for f in found[1:] if f["stage"] == first["stage"]]
+    cause_of = {f["kind"]: f.get("follows_from") for f in after}
+
+    def follows_first(kind: str | None) -> bool:  # directly or through a chain of causes read at the same stage
+        seen = set()
+        while kind is not None and kind not in seen:
+            if kind == first["kind"]:
+                return True
+            seen.add(kind)
+            kind = cause_of.get(kind)
+        return False
+
+    return {"stage": first["stage"], "kind": first["kind"], "names_label": names, "same_stage": len(after),
+            "follows_first": sum(follows_first(f.get("follows_from")) for f in after)}
+
+
+def first_findings(records: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Over the broken records: how many have a first finding, how many of those name the label, and the share of
+    all broken records that do.
+
+    >>> first_findings(records)["share"]
+    0.9
+    """
+    firsts = [first_finding(r) for r in records if r["label"] != HEALTHY]
+    named = sum(bool(f and f["names_label"]) for f in firsts)
+    return {"broken": len(firsts), "with_finding": sum(f is not None for f in firsts), "named": named,
+            "share": _ratio(named, len(firsts)),
+            "same_stage": sum(f["same_stage"] for f in firsts if f), "follows_first": sum(f["follows_first"]
+                                                                                        for f in firsts if f),
+            "misses": [r["name"] for r, f in zip((r for r in records if r["label"] != HEALTHY), firsts)
+                       if not (f and f["names_label"])]}
 
 
 def _ratio(part: int, whole: int) -> float | None:

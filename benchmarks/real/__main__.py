@@ -153,13 +153,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--broken", nargs="*", choices=sorted(BROKEN), metavar="NAME",
                         help="only broken variants: these, or all of them when none is named")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for real-<selection>.json/.md")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: on a shared 2-core machine two threads made these small "
+                             "models many times slower, as in benchmarks.detection)")
     args = parser.parse_args(argv)
     only_broken = args.broken is not None  # --broken [NAME ...]: these variants (all when none is named) alone
     names = args.controls or (list(QUICK) if args.quick else [] if only_broken else list(CONTROLS))
     broken_names = args.broken or (list(BROKEN) if only_broken or not (args.controls or args.quick) else [])
     selection = "selected" if args.controls else "quick" if args.quick else "cpu"
     started = time.perf_counter()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the transformers configs' notes; findings are collected, not warned
@@ -174,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "machine": f"{platform.platform()}, {os.cpu_count()} CPUs", "torch": torch.__version__,
             "transformers": transformers.__version__, "seconds": time.perf_counter() - started, "steps": args.steps,
+            "threads": args.threads,
             "healthy": sum(r["label"] == "healthy" for r in rows), "false_alarms": sum(r["false_alarm"] for r in rows),
             "broken_confirmed": sum(r["confirmed"] for r in broken),
             "broken_caught": sum(r["caught"] and r["confirmed"] for r in broken)}

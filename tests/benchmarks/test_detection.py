@@ -15,7 +15,7 @@ from torch import nn
 import gradient_doctor as gd
 from benchmarks.detection import QUICK, main
 from benchmarks.detection_peers import GradientRecord, autotrainer, fixed_threshold
-from benchmarks.detection_score import NORMALIZE_INPUTS, OURS, PEERS, score
+from benchmarks.detection_score import NORMALIZE_INPUTS, OURS, PEERS, first_finding, first_findings, score
 
 
 def _record(name: str, label: str, steps: int, ours: dict, peer: dict | None = None, failed=()) -> dict:
@@ -222,3 +222,31 @@ def test_gradient_record_flags_non_finite_where_plain_torch_sees_it():
             opt.step()
             run.step(loss=loss)
     np.testing.assert_array_equal(GradientRecord.from_run(run, model).non_finite, expected)
+
+
+def _found(stage: str, kind: str, remedies=(), follows=None) -> dict:
+    return {"stage": stage, "kind": kind, "severity": "warning", "remedies": list(remedies), "follows_from": follows}
+
+
+def test_the_first_finding_is_the_first_read_and_must_name_the_label():
+    records = [
+        {"name": "d", "label": "dead_units", "findings": [
+            _found("checkup", "dead_units"), _found("checkup", "vanishing_gradient", follows="dead_units"),
+            _found("checkup", "loss_plateau", follows="vanishing_gradient"), _found("checkup", "exploding_gradient"),
+            _found("live@10", "loss_plateau")]},
+        {"name": "s", "label": "saturation", "findings": [
+            _found("live@10", "vanishing_gradient"), _found("live@30", "saturated_activation")]},
+        {"name": "b", "label": "bad_data_scale",
+         "findings": [_found("live@20", "large_updates", ["normalize_inputs"])]},
+        {"name": "p", "label": "plateau", "findings": []},
+        {"name": "h", "label": "healthy", "findings": [_found("checkup", "vanishing_gradient")]},
+    ]
+    assert first_finding(records[0]) == {"stage": "checkup", "kind": "dead_units", "names_label": True,
+                                         "same_stage": 3, "follows_first": 2}  # the plateau through the vanishing
+    assert first_finding(records[1])["names_label"] is False  # saturation only later
+    assert first_finding(records[2])["names_label"] is True  # it ranks normalize_inputs
+    assert first_finding(records[3]) is None
+    summary = first_findings(records)  # the healthy one is not counted
+    assert (summary["broken"], summary["with_finding"], summary["named"]) == (4, 3, 2)
+    assert summary["share"] == 0.5 and summary["misses"] == ["s", "p"]
+    assert (summary["same_stage"], summary["follows_first"]) == (3, 2)

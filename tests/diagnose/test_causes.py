@@ -26,3 +26,45 @@ def test_non_finite_stays_first_and_unrelated_or_info_findings_are_untouched():
     assert ordered[3] == findings[3]
     alone = [finding("vanishing_gradient", "critical"), finding("saturated_activation", "info")]
     assert by_cause(alone) == alone  # an info finding explains nothing
+
+
+def started(kind: str, severity: str, first_step: int) -> Finding:
+    return Finding(kind, severity, "run", ["0"], {"first_step": first_step}, summary=f"{kind} measured")
+
+
+def test_a_cause_that_began_on_the_same_step_or_later_explains_nothing():
+    # updates that turn large on the step the gradients rose (or later) are computed from that rise
+    for step in (10, 20):
+        ordered = by_cause([started("large_updates", "warning", step), started("exploding_gradient", "critical", 10)])
+        assert [(f.kind, f.severity) for f in ordered] == [("exploding_gradient", "critical"),
+                                                           ("large_updates", "warning")]
+        assert ordered[1].evidence["follows_from"] == "exploding_gradient"
+    # without first steps the order cannot be told: a gradient rise is not taken to explain large steps
+    assert by_cause([finding("exploding_gradient", "warning"), finding("large_updates", "warning")])[0].kind == \
+        "large_updates"
+    # steps already too large before the gradients rose: the learning rate comes first
+    earlier = Diagnosis(by_cause([started("exploding_gradient", "critical", 10),
+                                  started("large_updates", "warning", 0)])).findings
+    assert [(f.kind, f.severity) for f in earlier] == [("large_updates", "critical"),
+                                                       ("exploding_gradient", "critical")]
+    assert earlier[1].evidence["follows_from"] == "large_updates"
+
+
+def test_saturation_is_read_before_a_growth_through_the_same_init():
+    ordered = Diagnosis(by_cause([finding("exploding_gradient", "critical"),
+                                  finding("saturated_activation", "warning")])).findings
+    assert [(f.kind, f.severity) for f in ordered] == [("saturated_activation", "critical"),
+                                                       ("exploding_gradient", "critical")]
+    assert ordered[1].summary == "exploding_gradient measured (follows from saturated_activation)"
+
+
+def test_causes_chain_and_every_finding_of_an_explained_kind_says_so():
+    findings = [finding("vanishing_gradient", "critical"), finding("saturated_activation", "warning"),
+                finding("input_scale", "warning"),
+                Finding("vanishing_gradient", "warning", "time", ["rnn"], {"n": 2}, summary="through time")]
+    ordered = Diagnosis(by_cause(findings)).findings
+    assert [(f.kind, f.scope, f.severity, f.evidence.get("follows_from")) for f in ordered] == [
+        ("input_scale", "depth", "critical", None),
+        ("saturated_activation", "depth", "critical", "input_scale"),
+        ("vanishing_gradient", "depth", "critical", "saturated_activation"),
+        ("vanishing_gradient", "time", "warning", "saturated_activation")]

@@ -28,4 +28,11 @@ SATURATED = 0.5
 #: (calibrated on 495 Keras models): with plain SGD the first layers then learn > 1000x slower than the last.
 VANISHING_CRITICAL = 1e-3
 
-__all__ = ["DEAD_CRITICAL", "DEAD_WARNING", "FADE", "GROWTH", "SATURATED", "VANISHING_CRITICAL"]
+#: A change of the loss matters when it is more than a tenth of the loss's level (and of the progress the run had
+#: made before): below that, a rise is within what a learning run's mini-batches and schedule move it by. The
+#: exploding rule asks it of the loss before it calls a gradient rise harmful; the divergence rule asks it of the
+#: rise itself, since on a flat loss the 10-point noise estimate can be tiny (a post-LN transformer at lr 1e-7 on
+#: the zoo's dev split rose +0.013 on 0.74, 1.8 %, yet "3 noise σ": called diverging before it was called a plateau).
+LOSS_RISE = 0.1
+
+__all__ = ["DEAD_CRITICAL", "DEAD_WARNING", "FADE", "GROWTH", "LOSS_RISE", "SATURATED", "VANISHING_CRITICAL"]

@@ -50,11 +50,16 @@ _SMOOTH_OR_LEAKY = (
 
 def activation_spec(module: nn.Module) -> ActivationSpec | None:
     """The activation spec of `module`, or None when it is not an activation module. A vanilla `nn.RNN` outputs its
-    hidden states, each the tanh (or ReLU) of its pre-activation: they are read like that activation's outputs."""
+    hidden states, each the tanh (or ReLU) of its pre-activation: they are read like that activation's outputs. So
+    are a GRU's and an LSTM's: h_t = (1 - z) n + z h_(t-1), a convex mix of tanh candidates from h_0 = 0, and
+    h_t = o tanh(c_t) lie in (-1, 1), and sit within SATURATION_EPS of ±1 only when their tanh (and an LSTM's output
+    gate) saturate, where they pass almost no gradient to the weights before them."""
     if isinstance(module, nn.RNN):
         if module.nonlinearity == "tanh":
             return ActivationSpec((-1.0, 1.0), rectified=False)
         return ActivationSpec(None, rectified=True, nonnegative=True)
+    if isinstance(module, (nn.GRU, nn.LSTM)) and not getattr(module, "proj_size", 0):
+        return ActivationSpec((-1.0, 1.0), rectified=False)
     if isinstance(module, nn.Hardtanh):  # ReLU6 is a Hardtanh with bounds (0, 6)
         bounds = (float(module.min_val), float(module.max_val))
         return ActivationSpec(bounds, rectified=isinstance(module, nn.ReLU6), nonnegative=bounds[0] >= 0)

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 START_POINTS = 5
 #: float32's machine epsilon: a step smaller than this relative to the weights rounds off (most of) their entries.
 ROUNDING = 2.0 ** -23
-#: Recurrent layers whose hidden states get activation statistics (a vanilla RNN's are its tanh/ReLU outputs).
-_RECURRENT = ("RNN", "SimpleRNN")
+#: Recurrent layers whose hidden states get activation statistics (probe.layers.activation_spec).
+_RECURRENT = ("RNN", "SimpleRNN", "GRU", "LSTM")
 
 
 @dataclass(frozen=True)

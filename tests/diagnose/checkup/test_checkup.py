@@ -344,3 +344,28 @@ def test_a_loss_between_the_layers_is_said_to_be_unattributed_not_guessed():
     assert finding.evidence["mechanism"] == "unattributed"
     assert abs(finding.evidence["orders_lost_by_weights"]) < 0.1  # orthogonal maps: no loss of their own
     assert "cannot attribute" in finding.summary
+
+
+def test_large_weights_behind_a_normaliser_are_neither_vanishing_nor_exploding():
+    # a wide first layer at N(0, 5²) then LayerNorm: it grows its output ~40x and LayerNorm divides δ by as much
+    # on the way back (scale invariance), so its weight gradient is small because its weights are large
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 256), nn.LayerNorm(256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU(),
+                        nn.Linear(64, 10))
+    nn.init.normal_(net[0].weight, std=5.0)
+    x = torch.randn(128, 64)
+    h0 = net[0](x)
+    h0.retain_grad()
+    out = net[1:](h0)
+    out.retain_grad()
+    (out * torch.randn_like(out)).sum().backward()
+    growth = float(h0.detach().pow(2).mean().sqrt() / x.pow(2).mean().sqrt())
+    assert growth > 30 and float(h0.grad.norm() / out.grad.norm()) < 1e-2  # plain torch: the δ ratio the budget sees
+    diag = checkup(net, x)
+    assert {f.kind for f in diag.findings if f.severity != "info"} == set()
+    # the same growth into a weight layer (no normaliser) is still an explosion of the forward scale
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 10))
+    nn.init.normal_(plain[0].weight, std=5.0)
+    exploding = [f for f in checkup(plain, x).findings if f.kind == "exploding_gradient"]
+    assert exploding and exploding[0].severity != "info" and exploding[0].evidence["forward"]

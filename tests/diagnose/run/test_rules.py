@@ -252,3 +252,47 @@ def test_steps_that_rewrite_a_tenth_of_the_weights_are_a_learning_rate_far_too_h
     assert finding.remedies[0] == "decrease_lr" and finding.evidence["median_relative_update"] == 0.25
     assert stepped(0.05, barely) == []  # half the threshold: a fast but healthy step
     assert stepped(0.25, np.linspace(6.4, 1.0, 100)) == []  # the loss fell below half its start: it learns
+
+
+def test_a_divergence_is_a_rise_that_matters_against_the_loss_not_only_its_noise():
+    rng = np.random.default_rng(3)
+    quiet = 0.74 + rng.normal(0, 0.002, 40)
+    small = quiet + np.linspace(0, 0.74 * 0.03, 40)  # +3 % of the level: many noise sigma, yet no divergence
+    assert theil_sen(small)[0] > 3 * theil_sen(small)[1]
+    assert loss_divergence(history(40, loss=small)) == []
+    large = quiet + np.linspace(0, 0.74 * 0.3, 40)  # +30 %
+    (f,) = loss_divergence(history(40, loss=large))
+    start = float(np.median(large[:10]))  # the window's first quarter
+    assert f.severity == "warning" and f.evidence["least_rise"] == pytest.approx(0.1 * start, rel=1e-3)
+
+
+def test_an_isolated_spike_with_which_the_loss_jumped_twenty_fold_is_a_warning():
+    grad = gradients(100, {50: 100.0})
+    nonfinite = np.where(np.isnan(grad), np.nan, 0.0)
+    for jump, severity in ((30.0, "warning"), (5.0, "info")):
+        loss = np.full(100, 2.0)
+        loss[50] = 2.0 * jump
+        (f,) = exploding_gradient(history(100, loss=loss, grad_norm=grad, nonfinite=nonfinite))
+        assert f.severity == severity and f.evidence["loss_jump"] == pytest.approx(jump)
+
+
+def test_a_small_relative_update_of_large_weights_moved_at_a_normal_pace_is_not_vanishing():
+    # layer 0: a thousandth of the gradient and of the relative update, but weights 1000x larger, so its step per
+    # entry is as large as layer 2's (Adam's steps are about lr per entry): the weights' scale, not a lost gradient
+    steps = 20
+    grad = np.tile([1e-3, np.nan, 1.0, np.nan], (steps, 1))
+    weight = np.tile([1000.0, np.nan, 1.0, np.nan], (steps, 1))
+    update = np.tile([0.1, np.nan, 0.1, np.nan], (steps, 1))
+    assert vanishing_gradient(history(steps, grad_norm=grad, weight_norm=weight, update_norm=update)) == []
+    (f,) = vanishing_gradient(history(steps, grad_norm=grad, weight_norm=weight, update_norm=update * [1e-3, 1, 1, 1]))
+    assert f.layers == ["0"] and f.evidence["step_rms"]["0"] == pytest.approx(1e-4 / np.sqrt(100))
+
+
+def test_large_updates_say_where_they_began():
+    loss = np.linspace(6.4, 6.1, 100)
+    steps = len(loss)
+    grad, weight, update = (np.full((steps, len(LAYERS)), np.nan) for _ in range(3))
+    grad[:, [0, 2]], weight[::10, [0, 2]] = 1.0, 2.0
+    update[::10, [0, 2]] = np.where(np.arange(0, steps, 10) >= 40, 0.5, 0.002)[:, None]  # 0.25 of 2 from step 40
+    (f,) = large_updates(history(steps, loss=loss, grad_norm=grad, weight_norm=weight, update_norm=update))
+    assert f.evidence["first_step"] == 40 and f.evidence["median_relative_update"] == 0.25

@@ -43,6 +43,13 @@ def test_following_activations_skips_norms_and_stops_at_the_next_weight_layer():
     assert following_activations(model) == {"0": model[3], "4.0": model[4][1], "5": None, "8": None}
 
 
+@pytest.mark.parametrize("recurrent", [nn.RNN(4, 5), nn.GRU(4, 5), nn.LSTM(4, 5)])
+def test_a_recurrent_layer_is_the_next_layer_not_an_activation(recurrent):
+    # its hidden states are read like a tanh's (probe.layers), but it has weights and runs on sequences
+    model = nn.Sequential(nn.Linear(3, 4), recurrent)
+    assert following_activations(model) == {"0": None}
+
+
 # ---- He and Xavier: variance against the formulas -----------------------------------------------------------
 
 @pytest.mark.parametrize(

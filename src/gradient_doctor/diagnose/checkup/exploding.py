@@ -43,7 +43,8 @@ def exploding_gradient(m: Measurement) -> list[Finding]:
     chain = budget_layers(m.layers)
     backward, backward_run = compounding(chain, lambda layer: layer.gain)
     backward *= undone_below(chain, backward_run, lambda below, first: below.delta_out / first.delta_in)
-    forward, forward_run = compounding(m.layers, lambda layer: layer.forward_gain)
+    erased = normalised_next(m.layers)
+    forward, forward_run = compounding(m.layers, lambda layer: math.nan if layer.name in erased else layer.forward_gain)
     forward *= undone_below(m.layers, forward_run, lambda below, first: first.rms_in / below.rms_out)
     if not (backward > GROWTH or forward > GROWTH):
         return _through_normalisation(m)
@@ -144,6 +145,20 @@ def undone_below(layers: list[LayerStats], run: list[str], gap: Callable[[LayerS
     first = layers[names.index(run[0])]
     value = gap(layers[names.index(run[0]) - 1], first)
     return value if 0 < value < 1 and math.isfinite(value) else 1.0
+
+
+def normalised_next(layers: list[LayerStats]) -> set[str]:
+    """The layers whose output goes straight into a normaliser (the next layer, forward order): their forward growth
+    is erased by it before any weight sees it (the weight gradients a growth blows up, ∝ input × δ, are those of the
+    layers it feeds), and the normaliser divides δ by the same scale on the way back (Ioffe & Szegedy 2015, §3.3:
+    backpropagation through a normalised layer does not depend on its weights' scale). A wide first layer at
+    N(0, 5²) behind a LayerNorm grows its output x39 and trains normally. A growth over several layers still counts
+    up to the input of the last one.
+
+    >>> normalised_next(layers)       # 0: Linear, 1: LayerNorm, 2: ReLU, 3: Linear
+    {'0'}
+    """
+    return {layer.name for layer, above in zip(layers, layers[1:]) if above.normalizes}
 
 
 def _ends(run: list[str]) -> list[str]:

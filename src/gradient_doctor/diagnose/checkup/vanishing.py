@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
-from ...probe.batch.measurement import Measurement
+import math
+
+from ...probe.batch.budget import trainable_from
+from ...probe.batch.measurement import LayerStats, Measurement
 from ..finding import Finding
 from ..ranking import for_vanishing
 from ..rationale import rationale
@@ -20,11 +23,33 @@ from .attribution import activation_family, budget_layers, mechanism, orders, to
 MILD = 1e-2
 
 
+def first_scale_reset(layers: list[LayerStats]) -> float:
+    """The part of the budget lost at a normaliser right after the first trainable layer that the first layer's own
+    forward growth explains (at most 1; 1 when there is none). A normaliser divides δ by its input's RMS, the scale
+    the layer below gave it, and that layer's weights multiply δ by about as much on the way down (Ioffe & Szegedy
+    2015, §3.3): inside the budget the two cancel. The budget starts at the first layer's output, so the first
+    layer's half of the pair is not in it: its weights' scale, not depth, would read as vanishing. A wide first layer
+    at N(0, 5²) behind a LayerNorm (the zoo's hard negative: δ ratio 0.005 of which 1/39 at the LayerNorm) trains
+    normally; its weight gradient is small because its weights are large (the normaliser makes it scale-invariant).
+
+    >>> first_scale_reset(layers)     # 0: Linear, forward gain 39; 1: LayerNorm, backward gain 0.026
+    0.026
+    """
+    chain = trainable_from(layers)
+    if len(chain) < 2 or not chain[1].normalizes:
+        return 1.0
+    shrink, growth = chain[1].gain, chain[0].forward_gain
+    if not (0 < shrink < 1 and math.isfinite(growth) and growth > 1):
+        return 1.0
+    return max(shrink, 1 / growth)
+
+
 def vanishing_gradient(m: Measurement) -> list[Finding]:
     """Info when the ratio through depth r (Budget.through_depth) < e^-3 (depth > 6ξ, Schoenholz et al. 2017),
     warning when r < 1e-2 (MILD), critical when r < 1e-3 (AUTOTRAINER)."""
     b = m.budget
-    r = b.through_depth
+    reset = first_scale_reset(m.layers)
+    r = b.through_depth / reset
     if not r < FADE:  # also False for NaN
         return []
     cause = mechanism(b, sign=-1)
@@ -49,6 +74,7 @@ def vanishing_gradient(m: Measurement) -> list[Finding]:
             "orders_lost_by_weights": orders(b.by_role["weights"]),
             "orders_lost_by_recurrent_layers": orders(b.by_role["recurrent"]),
             "orders_unattributed": orders(b.remainder),
+            "first_layer_scale_reset": reset,
         },
         remedies=remedies, rationale=rationale(remedies, measured, {remedies[0]: split}),
         summary=f"{measured}; lost mostly to {where}",

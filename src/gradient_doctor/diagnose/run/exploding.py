@@ -22,7 +22,7 @@ from ...record.history import History
 from ..finding import Finding
 from ..ranking import init_for, ranked
 from ..rationale import rationale
-from ..thresholds import GROWTH
+from ..thresholds import GROWTH, LOSS_RISE
 from .series import episodes, head, noise, rounded
 
 #: An episode begins when a value exceeds the baseline e^3 ≈ 20 times (GROWTH, the 6ξ limit for growth that
@@ -36,16 +36,17 @@ NOISE_SIGMAS = 3.0
 #: Fewer early values than this make no baseline: the layer is not judged.
 BASELINE_POINTS = 5
 #: An episode lasting this many recorded steps (and at least a tenth of the window's), or still going on at the
-#: end of the window, is a sustained rise: critical. One shorter episode is an isolated spike: info. Two or more
-#: short ones are recurring spikes (erratic learning): warning.
+#: end of the window, is a sustained rise: critical. One shorter episode is an isolated spike: info — unless the loss
+#: jumped e^3 ≈ 20-fold above its early level with it (GROWTH, the rise the divergence rule calls critical): one step
+#: that multiplies the loss by 20 has undone the training so far, however briefly the gradients stayed up: warning.
+#: Two or more short ones are recurring spikes (erratic learning): warning.
 SUSTAINED_POINTS = 5
 SUSTAINED_SHARE = 0.1
 #: A rise is an explosion when it hurts: from the first episode on, the loss peaks above its early level (the median
-#: of the window's first BASELINE_POINTS finite losses) by more than NOISE_SIGMAS noise σ of those and by LOSS_RISE of
-#: that level, or turns non-finite. Gradients that grow while the loss falls are a model starting to learn
-#: (attention, recurrent and embedding layers wake up from small gradients at init; measured on the benchmark zoo's
-#: dev split): info. Without recorded losses a rise is not gated.
-LOSS_RISE = 0.1
+#: of the window's first BASELINE_POINTS finite losses) by more than NOISE_SIGMAS noise σ of those and by LOSS_RISE
+#: (thresholds.py) of that level, or turns non-finite. Gradients that grow while the loss falls are a model starting
+#: to learn (attention, recurrent and embedding layers wake up from small gradients at init; measured on the
+#: benchmark zoo's dev split): info. Without recorded losses a rise is not gated.
 #: ... and by more than LOSS_RISE of the progress the run had made before the window's early level (`loss_at_start`
 #: minus it): after a run converges (1.4 -> 1e-6), Adam's late loss spikes to 1e-3 are noise against the 1.4 the loss
 #: came down, not harm (a 2-layer MLP trained 10,000 steps was called exploding for them).
@@ -62,6 +63,10 @@ def exploding_gradient(h: History) -> list[Finding]:
         return []
     severity = max((j["severity"] for j in judged.values()), key=("info", "warning", "critical").index)
     first_step = min(j["first_step"] for j in judged.values())
+    jump = _loss_jump(h, first_step)
+    wrecked = severity == "info" and jump > GROWTH  # one short spike, but the loss jumped with it
+    if wrecked:
+        severity = "warning"
     harmless = not _loss_rose(h, first_step)
     if harmless:
         severity = "info"
@@ -79,13 +84,25 @@ def exploding_gradient(h: History) -> list[Finding]:
     return [Finding(
         kind="exploding_gradient", severity=severity, scope="run", layers=layers,
         evidence={"first_step": first_step, "gradient": gradient, "forward": forward, "loss_fell": harmless,
+                  "loss_jump": rounded(jump),
                   "enter_ratio": GROWTH, "exit_ratio": 10 ** EXIT_ORDERS, "sustained_points": SUSTAINED_POINTS},
         remedies=remedies, rationale=rationale(remedies, measured),
         summary=f"{where} of {len(layers)} layer(s) rose above {GROWTH:.3g}x their early level from step {first_step}"
                 + (" while the loss kept falling: learning, not exploding" if harmless else
                    " and stayed there" if severity == "critical" else
+                   " once, and the loss jumped with it" if wrecked and severity == "warning" else
                    " in recurring spikes" if severity == "warning" else " once (an isolated spike)"),
     )]
+
+
+def _loss_jump(h: History, step: int) -> float:
+    """The loss's finite peak from `step` on over its early level (the median of the window's first BASELINE_POINTS
+    finite losses); NaN when it cannot be told (too few losses, a level <= 0)."""
+    finite = h.loss[np.isfinite(h.loss)]
+    after = h.loss[(h.steps >= step) & np.isfinite(h.loss)]
+    if finite.size < BASELINE_POINTS or after.size == 0 or not np.median(head(finite, BASELINE_POINTS)) > 0:
+        return math.nan
+    return float(np.max(after) / np.median(head(finite, BASELINE_POINTS)))
 
 
 def _loss_rose(h: History, step: int) -> bool:

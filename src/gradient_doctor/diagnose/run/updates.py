@@ -44,6 +44,9 @@ def large_updates(h: History) -> list[Finding]:
     if not typical > LARGE_STEP or learning:
         return []
     largest = sorted(steps, key=steps.get, reverse=True)
+    # where the large steps began: the first recorded step whose median trainable layer moved more than LARGE_STEP
+    by_step = (median(row) for row in relative[:, trainable])  # NaN (never above) where no update was recorded
+    first_step = next((int(step) for step, typical_then in zip(h.steps, by_step) if typical_then > LARGE_STEP), None)
     remedies = ranked("decrease_lr", "clip_grad_norm")
     measured = (f"the median trainable layer moves {typical:.2g} of its weight norm per step (healthy: about 1e-3), "
                 f"the largest {steps[largest[0]]:.2g} ({largest[0]})")
@@ -51,7 +54,8 @@ def large_updates(h: History) -> list[Finding]:
         kind="large_updates", severity="warning", scope="run", layers=largest[:5],
         evidence={"median_relative_update": rounded(typical),
                   "relative_update": {name: rounded(steps[name]) for name in largest},
-                  "threshold": LARGE_STEP, "loss_at_start": rounded(h.loss_at_start), "steps": int(len(h.steps))},
+                  "threshold": LARGE_STEP, "first_step": first_step, "loss_at_start": rounded(h.loss_at_start),
+                  "steps": int(len(h.steps))},
         remedies=remedies, rationale=rationale(remedies, measured),
         summary=f"{measured}: the learning rate is far too high for these weights",
     )]

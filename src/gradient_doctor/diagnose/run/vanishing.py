@@ -29,6 +29,12 @@ from .series import median, rounded
 #: ratio `checkup` uses for the backward signal. Critical below 1e-3 (VANISHING_CRITICAL, AUTOTRAINER's vanishing ratio):
 #: with those ratios the lower layers learn over 1000x slower than the upper ones.
 WARNING = FADE
+#: ... and its step per entry (‖Δw‖ RMS) must be below e^-3 of theirs too: a relative update can also be small
+#: because the layer's weights are large, while the optimiser moves it as fast as the others (Adam's steps are about
+#: lr per entry whatever the gradient's size). That is the weights' scale, not a gradient lost on its way down: a
+#: wide first layer at N(0, 5²) behind a LayerNorm (scale-invariant, so its gradient is ∝ 1/‖W‖: Ioffe & Szegedy
+#: 2015, §3.3) gets 0.004 of the upper layers' gradient, moves 0.01 as much relative to its weights, and trains
+#: normally under Adam. Under SGD a step is lr × gradient, so a vanished gradient is a vanished step as well.
 #: What the first remedy rests on, by the recorded activation family (`History.activation_family`).
 _FAMILY = {"saturating": "the recorded activations are sigmoid/tanh-like, whose derivative (at most 0.25 for a sigmoid) "
                          "shrinks the gradient at every layer, saturated or not",
@@ -47,6 +53,8 @@ def vanishing_gradient(h: History) -> list[Finding]:
     rms = h.values["grad_norm"][:, trainable] / np.sqrt(h.numel[trainable])
     grad = np.array([median(column) for column in rms.T])
     update = np.array([median(column) for column in h.relative_update()[:, trainable].T])
+    step_rms = h.values["update_norm"][:, trainable] / np.sqrt(h.numel[trainable])
+    step = np.array([median(column) for column in step_rms.T])
     upper = len(trainable) // 2  # positions upper.. (forward order) are the upper half, the rest the lower half
     reference_grad, reference_update = median(grad[upper:]), median(update[upper:])
     if not reference_grad > 0:
@@ -54,8 +62,10 @@ def vanishing_gradient(h: History) -> list[Finding]:
     grad_ratio = grad / reference_grad
     with np.errstate(divide="ignore", invalid="ignore"):
         update_ratio = update / reference_update
+        step_ratio = step / median(step[upper:])
     # a layer whose updates were not measured is judged on its gradient alone
-    hit = [k for k in range(upper) if grad_ratio[k] < WARNING and not update_ratio[k] >= WARNING]
+    hit = [k for k in range(upper) if grad_ratio[k] < WARNING and not update_ratio[k] >= WARNING
+           and not step_ratio[k] >= WARNING]
     if not hit:
         return []
     critical = any(grad_ratio[k] < VANISHING_CRITICAL and not update_ratio[k] >= VANISHING_CRITICAL for k in hit)
@@ -74,6 +84,7 @@ def vanishing_gradient(h: History) -> list[Finding]:
             "update_ratio": {names[k]: rounded(update_ratio[k]) for k in hit},
             "grad_rms": {names[k]: rounded(grad[k]) for k in range(len(names))},
             "relative_update": {names[k]: rounded(update[k]) for k in range(len(names))},
+            "step_rms": {names[k]: rounded(step[k]) for k in range(len(names))},
             "upper_layers": names[upper:], "reference_grad_rms": rounded(reference_grad),
             "reference_relative_update": rounded(reference_update),
             "threshold": WARNING, "critical_below": VANISHING_CRITICAL, "steps": int(len(h.steps)),

@@ -43,7 +43,9 @@ def following_activations(model: nn.Module) -> dict[str, nn.Module | None]:
         if isinstance(module, WEIGHT_LAYERS):
             found[name] = None
             pending = name
-        elif activation_spec(module) is not None:
+        elif activation_spec(module) is not None and not isinstance(module, nn.RNNBase):
+            # a recurrent layer's outputs are read like an activation's (probe.layers), but it has weights of its
+            # own and runs on sequences: it is the next layer, not the activation of the one before
             if pending is not None:
                 found[pending] = module
             pending = None
