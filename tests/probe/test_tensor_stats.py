@@ -217,3 +217,53 @@ def test_count_nonfinite(fast):
         want = sum(float((~torch.isfinite(t.double())).sum()) for t in chosen)
         got = count_nonfinite(chosen, fast=fast)
         assert got.dtype == torch.float64 and got.dim() == 0 and float(got) == want
+
+
+@pytest.mark.parametrize("fast", [None, False], ids=["host sums (CPU default)", "tensor path"])
+@DETAIL
+def test_gradient_blocks_against_float64_norms_per_parameter_and_layer(fast, detail):
+    """Layer and parameter rows of `gradient_blocks` against float64 norms and counts in plain torch, with a parameter
+    shared by two layers, a layer without parameters and an inf/NaN gradient; both CPU paths give the same numbers."""
+    from gradient_doctor.probe.gradients import gradient_blocks
+    from gradient_doctor.probe.rollup import Rollup
+
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.zeros(shape, requires_grad=True) for shape in [(30, 20), (20,), (7, 3), (5,)]]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen) * 1e-3
+    params[2].grad[0, :2] = torch.tensor([math.inf, math.nan])
+    pairs = [(0, 0), (1, 0), (2, 1), (3, 1), (1, 3)]  # layer 2 owns nothing; param 1 is shared by layers 0 and 3
+    layers, per_param = gradient_blocks(params, Rollup(pairs, n_layers=4, device="cpu"), detail=detail, fast=fast)
+    squares = [float(values64(p.grad).square().sum()) for p in params]
+    bad = [float((~torch.isfinite(p.grad)).sum()) for p in params]
+    np.testing.assert_allclose(per_param[0].numpy(), np.sqrt(squares), rtol=RTOL)
+    assert per_param[1].tolist() == bad
+    for layer, owned in {0: [0, 1], 1: [2, 3], 3: [1]}.items():
+        norm = math.sqrt(sum(squares[i] for i in owned))
+        assert layers[0, layer].item() == pytest.approx(norm, rel=RTOL, nan_ok=True)
+        assert layers[1, layer].item() == sum(bad[i] for i in owned)
+    assert torch.isnan(layers[:, 2]).all()
+    if detail:
+        assert per_param[2, 0].item() == pytest.approx(float(params[0].grad.abs().max()), rel=RTOL)
+    else:
+        assert torch.isnan(per_param[2:]).all() and torch.isnan(layers[2:]).all()
+
+
+def test_norms_summed_on_the_host_equal_the_tensor_rollup_bit_for_bit(monkeypatch):
+    """The CPU's every-step path (`norm_blocks_on_host`: per-layer sums in Python) against the tensor rollup of the same
+    host statistics: the same float64 additions in the same order, so equal to the last bit, NaN where unmeasured."""
+    import gradient_doctor.probe.gradients as gradients
+    from gradient_doctor.probe.rollup import Rollup
+
+    gen = torch.Generator().manual_seed(1)
+    params = [torch.zeros(shape, requires_grad=True) for shape in [(64, 33), (33,), (33, 10), (10,), (9,)]]
+    for i, p in enumerate(params):
+        p.grad = torch.randn(p.shape, generator=gen) * 10.0 ** -i
+    params[4].grad[3] = math.inf
+    rollup = Rollup([(0, 0), (1, 0), (2, 2), (3, 2), (4, 2), (4, 3)], n_layers=5, device="cpu")
+    host = gradients.gradient_blocks(params, rollup, detail=False)
+    monkeypatch.setattr(gradients, "use_fast_path", lambda flats, fast: False)  # the tensor rollup, same statistics
+    tensor = gradients.gradient_blocks(params, rollup, detail=False)
+    for a, b in zip(host, tensor):
+        assert a.dtype == b.dtype == torch.float64 and torch.equal(a.nan_to_num(-1), b.nan_to_num(-1))
+    assert torch.isinf(host[0][0, 2]) and host[1][1, 4] == 1.0

@@ -14,6 +14,7 @@ whose parameters has a gradient gets NaN for the gradient metrics.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -29,8 +30,10 @@ from .tensor_stats import (
     SUM_OF_SQUARES,
     flat_components,
     flat_view,
+    host_norm_stats,
     sum_of_squares,
     tensor_stats,
+    use_fast_path,
 )
 
 _NAN = float("nan")
@@ -49,6 +52,10 @@ def gradient_blocks(
     (see sharded.py): `params` hold local shards, `reduce(stats, detail)` makes their statistics global.
     """
     device = params[0].device
+    if not detail and reduce is None and all(p.grad is not None for p in params):
+        flats = [flat_view(p.grad) for p in params]
+        if use_fast_path(flats, fast):
+            return norm_blocks_on_host(flats, rollup)
     if numel is None:
         numel = on_device(tuple(float(p.numel()) for p in params), torch.float64, device)
     present = [i for i, p in enumerate(params) if p.grad is not None]
@@ -84,6 +91,27 @@ def gradient_blocks(
     # a layer without parameters, or none of whose parameters has a gradient: NaN
     layer_has_grad = rollup.owns if has_grad is None else rollup.sum(has_grad) > 0
     return torch.where(layer_has_grad, layer_block, _NAN), param_block
+
+
+def norm_blocks_on_host(flats: list[Tensor], rollup: Rollup) -> tuple[Tensor, Tensor]:
+    """`gradient_blocks(..., detail=False)` of CPU gradients (`flats`, one per parameter, all present), summed into
+    layers on the host: the same float64 sums in the same order as the tensor path, so the same numbers, without its
+    dozen small kernels (on a small model those cost more than reading the gradients).
+
+        >>> layer_block, param_block = norm_blocks_on_host([flat_view(p.grad) for p in params], rollup)
+    """
+    sums, nonfinite = host_norm_stats(flats)
+    squares, bad = [0.0] * rollup.n_layers, [0.0] * rollup.n_layers
+    owned = [False] * rollup.n_layers
+    for param, layer in rollup.pairs:
+        squares[layer] += sums[param]
+        bad[layer] += nonfinite[param]
+        owned[layer] = True
+    unmeasured_layers, unmeasured_params = [_NAN] * rollup.n_layers, [_NAN] * len(flats)
+    layer_block = [[math.sqrt(v) if own else _NAN for v, own in zip(squares, owned)],
+                   [v if own else _NAN for v, own in zip(bad, owned)], unmeasured_layers, unmeasured_layers]
+    param_block = [[math.sqrt(v) for v in sums], nonfinite, unmeasured_params, unmeasured_params]
+    return torch.tensor(layer_block, dtype=torch.float64), torch.tensor(param_block, dtype=torch.float64)
 
 
 def weight_norms(

@@ -16,6 +16,7 @@ class Rollup:
 
     def __init__(self, pairs: list[tuple[int, int]], n_layers: int, device: torch.device | str):
         self.n_layers = n_layers
+        self.pairs = tuple(pairs)  # (param, layer), for sums taken on the host (gradients.norm_blocks_on_host)
         self.param_index = torch.tensor([p for p, _ in pairs], dtype=torch.long, device=device)
         self.layer_index = torch.tensor([layer for _, layer in pairs], dtype=torch.long, device=device)
         #: layers that own at least one parameter (False for parameter-free activation modules)

@@ -67,7 +67,7 @@ def sum_of_squares(flats: list[Tensor], *, fast: bool | None = None) -> Tensor:
     """Float64 vector of the sums of squares of each flat tensor (exact to float64 rounding)."""
     if not flats:
         return torch.zeros(0, dtype=torch.float64)
-    if not _use_fast_path(flats, fast):
+    if not use_fast_path(flats, fast):
         return _norms(flats, 2).square()
     return torch.tensor(squares_on_host(flats), dtype=torch.float64)
 
@@ -92,9 +92,20 @@ def tensor_stats(tensors: list[Tensor], *, detail: bool = True, fast: bool | Non
     flats = [flat_view(t) for t in tensors]
     if not flats:
         return torch.zeros(4, 0, dtype=torch.float64)
-    if not _use_fast_path(flats, fast):
+    if not use_fast_path(flats, fast):
         return _stats_generic(flats, detail)
     return torch.tensor(_stats_cpu(flats, detail), dtype=torch.float64)
+
+
+def host_norm_stats(flats: list[Tensor]) -> tuple[list[float], list[float]]:
+    """(sums of squares, non-finite counts) of flat CPU tensors as host floats: `tensor_stats(..., detail=False)`'s
+    two measured rows, before they become a tensor.
+
+        >>> host_norm_stats([torch.tensor([3.0, 4.0]), torch.tensor([math.inf])])
+        ([25.0, inf], [0.0, 1.0])
+    """
+    sums, _, _, nonfinite = _stats_cpu(flats, detail=False)
+    return sums, nonfinite
 
 
 def _stats_cpu(flats: list[Tensor], detail: bool) -> list[list[float]]:
@@ -124,7 +135,7 @@ def _peak(low: Tensor, high: Tensor) -> float:
     return math.nan if math.isnan(low) or math.isnan(high) else max(high, -low)
 
 
-def _use_fast_path(flats: list[Tensor], fast: bool | None) -> bool:
+def use_fast_path(flats: list[Tensor], fast: bool | None) -> bool:
     if fast is not None:
         return fast
     return all(f.device.type == "cpu" for f in flats)
@@ -205,7 +216,7 @@ def count_nonfinite(tensors: list[Tensor], *, fast: bool | None = None) -> Tenso
     On the CPU one sum per tensor decides: it is finite only when every entry is (or it overflowed), and only a
     tensor whose sum is not finite is counted entry by entry. On accelerators every tensor is counted on its device.
     """
-    if _use_fast_path(tensors, fast):
+    if use_fast_path(tensors, fast):
         return torch.tensor(sum(float(_nonfinite(t)) for t in tensors if not math.isfinite(t.sum())),
                             dtype=torch.float64)
     return torch.stack([_nonfinite(t) for t in tensors]).sum().double()
