@@ -196,3 +196,23 @@ def test_the_policy_sizes_learning_rate_advice_and_restarts_only_early_for_struc
     fallback = policy.unremedied(policy.at_check(gd.Diagnosis([dead]), step=30, steps=300, restarts_left=1))
     assert (fallback.action, fallback.lr_factor) == ("restart", 0.1)
     assert policy.unremedied(early).action == "go_on"
+
+
+def test_a_plateau_asks_for_a_smaller_learning_rate_only_when_its_steps_rewrote_the_weights():
+    """A flat loss while the weights moved 200x their norm (SGD far too fast) restarts at lr/10 from the initial
+    weights; with 0.03 of their norm (a healthy net early in training) the plateau's decrease_lr is not followed."""
+    from gradient_doctor.autotrain.policy import OVERSHOOT_MOVEMENT, DoctorPolicy, lr_advice
+
+    def plateau(movement: float) -> gd.Finding:
+        return gd.Finding("loss_plateau", "warning", "run", [], {"weight_movement": movement},
+                          ["decrease_lr", "insert_norm:batch"])
+
+    assert lr_advice([plateau(200.0)]) == ("decrease_lr", 0.1)
+    assert lr_advice([plateau(0.03)]) == (None, 1.0)
+    assert lr_advice([plateau(OVERSHOOT_MOVEMENT)]) == ("decrease_lr", 0.1)
+    policy = DoctorPolicy()
+    rewritten = policy.at_check(gd.Diagnosis([plateau(200.0)]), step=30, steps=150, restarts_left=1)
+    assert (rewritten.action, rewritten.lr_factor) == ("restart", 0.1)
+    late = policy.at_check(gd.Diagnosis([plateau(200.0)]), step=100, steps=150, restarts_left=1)
+    assert (late.action, late.lr_factor) == ("adjust", 0.1)  # past LATEST_RESTART: in place
+    assert policy.at_check(gd.Diagnosis([plateau(0.03)]), step=30, steps=150, restarts_left=1).action == "go_on"

@@ -23,6 +23,12 @@ LR_ADVICE = {"increase_lr": 10.0, "decrease_lr": 0.1}
 STRUCTURAL = ("vanishing_gradient", "exploding_gradient", "saturated_activation", "dead_units", "input_scale")
 #: A restart after this share of the budget wastes more than it can win back: later findings are handled in place.
 LATEST_RESTART = 0.5
+#: A plateau's `decrease_lr` is followed only when its weights moved at least this many times their own norm over the
+#: window (`weight_movement`, an upper bound: median relative update x steps) while the loss stayed flat: steps that
+#: rewrite the weights wholesale. A flat loss with modest movement is common early in training (on the zoo's dev
+#: split a healthy tanh RNN, 0.03 of its norm in 30 steps, before it started to learn); a post-LN transformer left at
+#: SGD lr 3 after a non-finite restart moved 200x its norm and stayed at chance.
+OVERSHOOT_MOVEMENT = 1.0
 #: Structural findings that training itself can cause from a healthy init (units killed, activations pushed into
 #: their tails, gradients grown by large steps): when no surgery helps, the learning rate is what to lower.
 TRAINING_INDUCED = ("dead_units", "saturated_activation", "exploding_gradient")
@@ -53,15 +59,16 @@ def serious(diagnosis: Diagnosis) -> list[Finding]:
 def lr_advice(findings: list[Finding]) -> tuple[str | None, float]:
     """The first learning-rate advice among the findings' ranked remedies and its factor: a plateau's measured
     `lr_factor` when it gives one, else LR_ADVICE's. A plateau's `decrease_lr` (the weights move, the loss does not)
-    is not acted on: on the zoo's dev split it fired on a healthy tanh RNN before it started to learn.
+    is acted on only when the weights moved at least OVERSHOOT_MOVEMENT times their norm: with less it fired on a
+    healthy tanh RNN of the zoo's dev split before it started to learn.
 
     >>> lr_advice([Finding("loss_plateau", "warning", "run", [], {"lr_factor": 300.0}, ["increase_lr"])])
     ('increase_lr', 300.0)
     """
     for finding in findings:
         for name in finding.remedies:
-            if name == "decrease_lr" and finding.kind == "loss_plateau":
-                continue  # a flat loss while the weights move is common early in training: too weak to act on
+            if name == "decrease_lr" and finding.kind == "loss_plateau" and not _rewritten([finding]):
+                continue  # a flat loss while the weights move a little is common early in training
             if name in LR_ADVICE:
                 sized = finding.evidence.get("lr_factor") if name == "increase_lr" else None
                 return name, float(sized) if sized else LR_ADVICE[name]
@@ -98,9 +105,11 @@ class DoctorPolicy:
             return Decision("go_on")
         advice, factor = lr_advice(found)
         structural = [f for f in found if f.kind in STRUCTURAL]
-        # a learning rate far too small leaves the weights where they started: the budget is better spent
-        # from the start at the new rate than from the barely moved weights
-        if (structural or advice == "increase_lr") and restarts_left > 0 and step <= LATEST_RESTART * steps:
+        # a learning rate far too small leaves the weights where they started, one far too large has rewritten them
+        # (a flat loss while they moved OVERSHOOT_MOVEMENT times their norm): either way the budget is better spent
+        # from the start at the new rate than from these weights
+        resize = advice == "increase_lr" or (advice == "decrease_lr" and _rewritten(found))
+        if (structural or resize) and restarts_left > 0 and step <= LATEST_RESTART * steps:
             return Decision("restart", _kinds(found), Diagnosis(found), factor, clipping(found))
         if advice or clipping(found):
             return Decision("adjust", _kinds(found), None, factor, clipping(found))
@@ -115,6 +124,12 @@ class DoctorPolicy:
             return Decision("restart", decision.why + "; no remedy changed the initial model: learning rate x0.1",
                             [], LR_ADVICE["decrease_lr"], decision.clipping)
         return Decision("go_on", decision.why + "; no remedy changed the initial model")
+
+
+def _rewritten(findings: list[Finding]) -> bool:
+    """A flat loss while the weights moved at least OVERSHOOT_MOVEMENT times their norm."""
+    return any(f.kind == "loss_plateau" and (f.evidence.get("weight_movement") or 0.0) >= OVERSHOOT_MOVEMENT
+               for f in findings)
 
 
 def _kinds(findings: list[Finding]) -> str:
