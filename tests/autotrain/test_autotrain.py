@@ -198,9 +198,10 @@ def test_the_policy_sizes_learning_rate_advice_and_restarts_only_early_for_struc
     assert policy.unremedied(early).action == "go_on"
 
 
-def test_a_plateau_asks_for_a_smaller_learning_rate_only_when_its_steps_rewrote_the_weights():
-    """A flat loss while the weights moved 200x their norm (SGD far too fast) restarts at lr/10 from the initial
-    weights; with 0.03 of their norm (a healthy net early in training) the plateau's decrease_lr is not followed."""
+def test_a_learning_rate_far_too_large_restarts_early_from_the_initial_weights():
+    """A flat loss while the weights moved 200x their norm (SGD far too fast), or a diverging loss, restarts at lr/10
+    from the initial weights before half the budget; with 0.03 of their norm (a healthy net early in training) the
+    plateau's decrease_lr is not followed."""
     from gradient_doctor.autotrain.policy import OVERSHOOT_MOVEMENT, DoctorPolicy, lr_advice
 
     def plateau(movement: float) -> gd.Finding:
@@ -216,3 +217,7 @@ def test_a_plateau_asks_for_a_smaller_learning_rate_only_when_its_steps_rewrote_
     late = policy.at_check(gd.Diagnosis([plateau(200.0)]), step=100, steps=150, restarts_left=1)
     assert (late.action, late.lr_factor) == ("adjust", 0.1)  # past LATEST_RESTART: in place
     assert policy.at_check(gd.Diagnosis([plateau(0.03)]), step=30, steps=150, restarts_left=1).action == "go_on"
+    diverged = gd.Finding("loss_divergence", "warning", "run", [], {}, ["decrease_lr", "clip_grad_norm"])
+    early = policy.at_check(gd.Diagnosis([diverged]), step=30, steps=150, restarts_left=1)
+    assert (early.action, early.lr_factor, early.clipping) == ("restart", 0.1, ["clip_grad_norm"])
+    assert policy.at_check(gd.Diagnosis([diverged]), step=30, steps=150, restarts_left=0).action == "adjust"

@@ -85,10 +85,11 @@ class DoctorPolicy:
     """gradient-doctor's own decisions, from its diagnosis and its ranked remedies.
 
     At init: treat what the checkup finds (verified surgery, clipping attached, learning-rate advice followed).
-    At a check during training: a structural finding (STRUCTURAL), or a plateau that asks for a larger learning
-    rate, while restarts are left and before LATEST_RESTART of the budget restarts from the initial weights,
-    re-treated for it (the learning rate scaled); other learning-rate advice (large updates, divergence, a plateau
-    later on) and clipping are applied in place, training goes on; non-finite
+    At a check during training: a structural finding (STRUCTURAL), or a learning rate far off (a plateau that asks
+    for a larger one; a divergence, or a plateau whose steps rewrote the weights, for a smaller one), while restarts
+    are left and before LATEST_RESTART of the budget restarts from the initial weights, re-treated for it (the
+    learning rate scaled); other learning-rate advice (large updates, later findings) and clipping are applied in
+    place, training goes on; non-finite
     gradients are the guard's (skipped updates), so they never restart a run on their own.
     """
 
@@ -108,7 +109,7 @@ class DoctorPolicy:
         # a learning rate far too small leaves the weights where they started, one far too large has rewritten them
         # (a flat loss while they moved OVERSHOOT_MOVEMENT times their norm): either way the budget is better spent
         # from the start at the new rate than from these weights
-        resize = advice == "increase_lr" or (advice == "decrease_lr" and _rewritten(found))
+        resize = advice == "increase_lr" or (advice == "decrease_lr" and (_rewritten(found) or _diverged(found)))
         if (structural or resize) and restarts_left > 0 and step <= LATEST_RESTART * steps:
             return Decision("restart", _kinds(found), Diagnosis(found), factor, clipping(found))
         if advice or clipping(found):
@@ -130,6 +131,12 @@ def _rewritten(findings: list[Finding]) -> bool:
     """A flat loss while the weights moved at least OVERSHOOT_MOVEMENT times their norm."""
     return any(f.kind == "loss_plateau" and (f.evidence.get("weight_movement") or 0.0) >= OVERSHOOT_MOVEMENT
                for f in findings)
+
+
+def _diverged(findings: list[Finding]) -> bool:
+    """The loss rose well above its level and the progress made (`loss_divergence`): the weights are in a worse place
+    than where they started."""
+    return any(f.kind == "loss_divergence" for f in findings)
 
 
 def _kinds(findings: list[Finding]) -> str:
