@@ -52,9 +52,10 @@ def gradient_blocks(
     (see sharded.py): `params` hold local shards, `reduce(stats, detail)` makes their statistics global.
     """
     device = params[0].device
-    if not detail and reduce is None and all(p.grad is not None for p in params):
+    on_host = fast if fast is not None else device.type == "cpu"  # decided before any per-parameter work
+    if on_host and not detail and reduce is None and all(p.grad is not None for p in params):
         flats = [flat_view(p.grad) for p in params]
-        if use_fast_path(flats, fast):
+        if use_fast_path(flats, fast):  # every gradient on the CPU (or the caller asked for it)
             return norm_blocks_on_host(flats, rollup)
     if numel is None:
         numel = on_device(tuple(float(p.numel()) for p in params), torch.float64, device)
