@@ -238,6 +238,25 @@ def test_lstm_projection_and_gru_cell_are_covered():
     torch.testing.assert_close(hidden.T @ hidden, 4 * torch.eye(4), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("kdim", [None, 300])
+def test_attention_projections_are_drawn_per_projection(kdim):
+    # packed in_proj_weight (or q/k/v_proj_weight when kdim differs), each projection on its own fans; the bias zeroed
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(400, 4, kdim=kdim, vdim=kdim)
+    with torch.no_grad():
+        for p in attention.parameters():
+            p.mul_(3.0).add_(0.5)
+    he_init(attention)
+    if kdim is None:
+        q, k, v = attention.in_proj_weight.chunk(3)
+    else:
+        q, k, v = attention.q_proj_weight, attention.k_proj_weight, attention.v_proj_weight
+    for weight, fan_in in ((q, 400), (k, kdim or 400), (v, kdim or 400), (attention.out_proj.weight, 400)):
+        assert abs(weight.mean().item()) < 0.01 / math.sqrt(fan_in)
+        assert relative(weight.var().item(), 1.0 / fan_in) < 0.05  # He, no activation after: gain 1
+    assert torch.count_nonzero(attention.in_proj_bias) == 0 and torch.count_nonzero(attention.out_proj.bias) == 0
+
+
 # ---- dtype, device, NotApplicable ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("init", INITS)

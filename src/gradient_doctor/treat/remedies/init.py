@@ -6,7 +6,8 @@
     >>> model = critical_init(model)        # chi_1 = 1, delta-orthogonal convolutions (Xiao et al. 2018)
 
 Every init redraws, in place and on the parameters' own device and dtype, the weights of each nn.Linear,
-nn.Conv1d/2d/3d, nn.ConvTranspose1d/2d/3d and recurrent module (nn.RNN/LSTM/GRU and their cells), and zeroes
+nn.Conv1d/2d/3d, nn.ConvTranspose1d/2d/3d, recurrent module (nn.RNN/LSTM/GRU and their cells) and
+nn.MultiheadAttention (query, key and value projections each on its own fans), and zeroes
 their biases (critical_init draws feed-forward biases with its sigma_b). Normalisation layers, embeddings and other
 modules are left as they are. The gain of a layer is that of the activation module registered after it
 (`following.following_activations`, `following.nonlinearity_gain`). Weights are drawn per group of a grouped

@@ -4,11 +4,15 @@
     [('layer', (4, 3))]
     >>> [b.role for b in weight_blocks(nn.GRU(3, 4))]
     ['input', 'input', 'input', 'hidden', 'hidden', 'hidden']
+    >>> [tuple(b.weight.shape) for b in weight_blocks(nn.MultiheadAttention(8, 2))]   # out_proj, then q, k, v
+    [(8, 8), (8, 8), (8, 8), (8, 8)]
 
 A block's `weight` is a view shaped (units, inputs per unit, *kernel) into a parameter (see `draw`): a Linear's
 weight; one group of a Conv (out/groups rows); one group of a ConvTranspose, transposed from its (in, out/groups,
 *kernel) layout; one gate of a recurrent module's `weight_ih` ("input") or `weight_hh` ("hidden"), or an LSTM's
-projection `weight_hr` ("input", feeding no activation). `bias` is the matching slice of the bias (for recurrent
+projection `weight_hr` ("input", feeding no activation); one of the query, key and value projections of an
+nn.MultiheadAttention ("layer", feeding no activation: packed in `in_proj_weight`, or `q/k/v_proj_weight` when the
+key and value sizes differ; its `out_proj` is a Linear). `bias` is the matching slice of the bias (for recurrent
 gates, of `bias_ih` for input blocks and `bias_hh` for hidden ones), or None. Normalisation layers, embeddings and
 other modules are not blocks.
 """
@@ -35,7 +39,8 @@ class Block:
 
 
 def weight_blocks(model: nn.Module) -> list[Block]:
-    """Every block of `model`: Linear/Conv/ConvTranspose layers in registration order, then recurrent modules."""
+    """Every block of `model`: Linear/Conv/ConvTranspose layers in registration order, then recurrent modules, then
+    the input projections of attention modules."""
     blocks = [
         block
         for name, activation in following_activations(model).items()
@@ -43,6 +48,8 @@ def weight_blocks(model: nn.Module) -> list[Block]:
     ]
     for _, module in modules_of(model, RECURRENT):
         blocks += _recurrent_blocks(module)
+    for _, module in modules_of(model, (nn.MultiheadAttention,)):
+        blocks += _attention_blocks(module)
     return blocks
 
 
@@ -80,3 +87,15 @@ def _recurrent_blocks(module: nn.Module) -> list[Block]:
         if cell.weight_hr is not None:
             blocks.append(Block(cell.weight_hr.detach(), None, None, "input"))
     return blocks
+
+
+def _attention_blocks(attention: nn.MultiheadAttention) -> list[Block]:
+    """The query, key and value projections, each (embed_dim, its input size), with their slice of `in_proj_bias`."""
+    size = attention.embed_dim
+    bias = None if attention.in_proj_bias is None else attention.in_proj_bias.detach()
+    if attention.in_proj_weight is not None:
+        weights = [attention.in_proj_weight.detach()[i * size:(i + 1) * size] for i in range(3)]
+    else:
+        weights = [w.detach() for w in (attention.q_proj_weight, attention.k_proj_weight, attention.v_proj_weight)]
+    return [Block(weight, None if bias is None else bias[i * size:(i + 1) * size], None, "layer")
+            for i, weight in enumerate(weights)]
