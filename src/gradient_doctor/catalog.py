@@ -51,6 +51,8 @@ _TABLE = (
           "chrono)", "init"),
     Entry("identity_recurrent_init", "identity recurrent weights and zero biases for ReLU RNNs (IRNN, Le et al. 2015)",
           "init"),
+    Entry("zero_biases", "zero the biases and keep the weights: units a negative bias holds below zero fire again, "
+          "and a chosen init (pretrained, identity recurrence) is kept", "init"),
     Entry("fixup", "rescale residual branches by depth so the output does not grow with depth (Fixup, Zhang et al. "
           "2019)", "init"),
     Entry("rezero", "a zero-initialised scale on each residual branch (ReZero, Bachlechner et al. 2020)", "init"),

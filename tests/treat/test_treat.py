@@ -317,3 +317,30 @@ def test_worse_reason_names_what_grew():
     assert worse_reason(before, drifted).startswith("gradient budget not closer")
     healthy = Health(frozenset(), frozenset(), 0, 3.5)
     assert worse_reason(before, healthy) is None  # no problem left: the budget's drift does not matter
+
+
+def test_dead_units_from_negative_biases_get_their_biases_zeroed_and_keep_their_weights():
+    # an identity-recurrence ReLU RNN (IRNN) whose biases were set to -3: every unit dead; the minimal repair zeroes
+    # the biases and keeps the chosen recurrence, which a re-draw (he_init) would replace
+    torch.manual_seed(0)
+    rnn = nn.RNN(1, 16, nonlinearity="relu", batch_first=True)
+    with torch.no_grad():
+        rnn.weight_hh_l0.copy_(torch.eye(16))
+        rnn.bias_ih_l0.fill_(-3.0)
+        rnn.bias_hh_l0.zero_()
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.head = rnn, nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0][:, -1])
+
+    model, x = Net(), torch.rand(64, 20, 1)
+    treated = gd.treat(model, inputs=x, targets=torch.randint(0, 2, (64,)), loss_fn=nn.functional.cross_entropy)
+    assert treated.applied == ["zero_biases"]
+    assert torch.equal(treated.model.rnn.weight_hh_l0, torch.eye(16))
+    assert torch.equal(treated.model.rnn.weight_ih_l0, model.rnn.weight_ih_l0)
+    assert (model.rnn(x)[0] > 0).float().mean() == 0  # plain torch: every unit dead before
+    assert (treated.model.rnn(x)[0] > 0).float().mean() > 0.2  # and alive after

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradient_doctor.errors import NotApplicable
-from gradient_doctor.treat.remedies.init import critical_init, he_init, orthogonal_init, xavier_init
+from gradient_doctor.treat.remedies.init import critical_init, he_init, orthogonal_init, xavier_init, zero_biases
 from gradient_doctor.treat.remedies.lsuv import lsuv_init
 from gradient_doctor.treat.remedies.recurrent_init import forget_gate_bias, identity_recurrent_init
 from gradient_doctor.treat.surgery.following import following_activations
@@ -255,6 +255,26 @@ def test_attention_projections_are_drawn_per_projection(kdim):
         assert abs(weight.mean().item()) < 0.01 / math.sqrt(fan_in)
         assert relative(weight.var().item(), 1.0 / fan_in) < 0.05  # He, no activation after: gain 1
     assert torch.count_nonzero(attention.in_proj_bias) == 0 and torch.count_nonzero(attention.out_proj.bias) == 0
+
+
+def test_zero_biases_zeroes_every_bias_and_keeps_every_weight():
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"fc": nn.Linear(4, 6), "conv": nn.Conv1d(2, 3, 3), "gru": nn.GRU(4, 5, num_layers=2),
+                           "attention": nn.MultiheadAttention(6, 2), "norm": nn.LayerNorm(6)})
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.add_(-3.0 if "bias" in name else 0.0)
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    zero_biases(model)
+    for name, p in model.named_parameters():
+        if name.startswith("norm"):  # a normaliser's shift is not a unit's bias: left as it was
+            assert torch.equal(p, before[name]), name
+        elif "bias" in name:
+            assert torch.count_nonzero(p) == 0, name
+        else:
+            assert torch.equal(p, before[name]), name
+    with pytest.raises(NotApplicable, match="no nonzero bias"):
+        zero_biases(model)  # nothing left to act on
 
 
 # ---- dtype, device, NotApplicable ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def dead_units(m: Measurement) -> list[Finding]:
     if not hit:
         return []
     worst = max(hit, key=hit.get)
-    remedies = ranked("he_init", "swap_activation:leaky_relu", "insert_norm:batch")
+    remedies = ranked("zero_biases", "he_init", "swap_activation:leaky_relu", "insert_norm:batch")
     return [Finding(
         kind="dead_units", severity="critical" if max(hit.values()) >= DEAD_CRITICAL else "warning", scope="depth",
         layers=list(hit),

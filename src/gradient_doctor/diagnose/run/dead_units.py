@@ -34,7 +34,7 @@ def dead_units(h: History) -> list[Finding]:
     if not hit:
         return []
     worst = max(hit, key=lambda i: lowest[i])
-    remedies = ranked("he_init", "swap_activation:leaky_relu", "insert_norm:batch")
+    remedies = ranked("zero_biases", "he_init", "swap_activation:leaky_relu", "insert_norm:batch")
     measured = f"{lowest[worst]:.0%} of layer {h.layers[worst]}'s units dead on every recorded step since mid-window"
     return [Finding(
         kind="dead_units", severity="critical" if max(lowest[i] for i in hit) >= DEAD_CRITICAL else "warning",

@@ -124,6 +124,23 @@ def critical_init(model: nn.Module, *, bias_variance: float = 1e-5) -> nn.Module
     return _initialise(model, "critical_init", draw)
 
 
+def zero_biases(model: nn.Module) -> nn.Module:
+    """Zero the biases of every block (see above), keep every weight: units that a negative bias holds below zero
+    fire again, and the weights the user chose (a pretrained model, an identity recurrence) are not re-drawn.
+
+        >>> zero_biases(nn.Sequential(nn.Linear(4, 4), nn.ReLU()))[0].bias.abs().sum()
+        tensor(0., grad_fn=<SumBackward0>)
+    """
+    biases = [block.bias for block in weight_blocks(model) if block.bias is not None]
+    if not any(bool(bias.any()) for bias in biases):
+        raise NotApplicable("zero_biases: the model has no nonzero bias in a Linear, Conv, recurrent or attention "
+                            "module")
+    with torch.no_grad():
+        for bias in biases:
+            bias.zero_()
+    return model
+
+
 def _initialise(model: nn.Module, remedy: str, draw: Callable[[Block], None],
                 feeding: Collection[nn.Module] | None = None) -> nn.Module:
     """Zero every bias, then apply `draw` to every block but the recurrent hidden-to-hidden ones, which are
