@@ -114,6 +114,7 @@ def test_nan_batches_are_skipped_and_training_stays_finite():
     skipped = [i.step for i in result.interventions if i.kind == "skipped_update"]
     assert skipped[:5] == [3, 11, 19, 27, 35]  # the poisoned batch, once per 8-batch epoch
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    assert not result.healthy  # updates of the last round were skipped: not a healthy run, whatever the rules say
 
 
 def test_step_fn_trains_models_whose_loss_is_their_own():

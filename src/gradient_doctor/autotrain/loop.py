@@ -132,9 +132,7 @@ class _Loop:
             restarts += 1
             model, optimizer = restart
             initial = copy.deepcopy(model)
-        healthy = run.diagnose().healthy and not any(i.kind in ("skipped_update", "rolled_back")
-                                                     for i in self.interventions if i.detail.get("round") == index)
-        return AutoTrainResult(model, optimizer, self.rounds, run, self.interventions, healthy,
+        return AutoTrainResult(model, optimizer, self.rounds, run, self.interventions,
                                sum(r.steps for r in self.rounds), time.perf_counter() - start)
 
     # -- a round of watched training ------------------------------------------------------------

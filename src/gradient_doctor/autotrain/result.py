@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -59,9 +60,16 @@ class AutoTrainResult:
     rounds: list[Round]
     run: Any  # gd.Run of the last round
     interventions: list[Intervention]  # guard actions and in-place adjustments, all rounds, in order
-    healthy: bool  # the last round's run diagnosed without a warning or critical finding
     steps: int
     seconds: float
+
+    @cached_property
+    def healthy(self) -> bool:
+        """The last round's run diagnosed without a warning or critical finding, and no update of it skipped or
+        rolled back by the guard (diagnosed when first asked: training does not pay for it)."""
+        last = self.rounds[-1].index
+        return self.run.diagnose().healthy and not any(
+            i.kind in ("skipped_update", "rolled_back") for i in self.interventions if i.detail.get("round") == last)
 
     def action_lines(self) -> list[str]:
         """The actions in the loop, one line per round and kind: `round 2: skipped update x38 at steps 2, 10, ...`."""
