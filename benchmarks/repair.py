@@ -29,8 +29,7 @@ guard's interventions are reported (accepted: within 0.01, no intervention).
 
 Success: the arm's model reaches `ACCURACY_SHARE` of the reference's test accuracy (classification) or a test loss
 at most `LOSS_FACTOR` times the reference's (regression). Time ratio: the arm's seconds / the untreated training's.
-A scenario that raises is a failure with its error shown. Every training arm starts from torch.manual_seed(0); `--seed`
-sets the repairing arms' seed (the draw of the weights a remedy re-initialises) to see how much outcomes move with it.
+A scenario that raises is a failure with its error shown. Every training arm starts from torch.manual_seed(0).
 """
 
 from __future__ import annotations
@@ -187,9 +186,8 @@ class StepBatches:
         return (self.setup.batch(step) for step in range(self.steps))
 
 
-def autotrain_arm(setup: Setup, steps: int, policy: Any = None, seed: int = 0) -> dict[str, Any]:
-    """`gd.autotrain` (or the same loop with a baseline `policy`) on `setup`, from torch.manual_seed(seed) (what a
-    remedy's re-drawn weights are drawn from; the scenario seeds its own model and data); the trained
+def autotrain_arm(setup: Setup, steps: int, policy: Any = None) -> dict[str, Any]:
+    """`gd.autotrain` (or the same loop with a baseline `policy`) on `setup`, from torch.manual_seed(0); the trained
     model replaces `setup.model`. Returns what was done and the seconds taken (all of it).
 
     >>> autotrain_arm(SCENARIOS["mlp_adam_tiny_lr_plateau"].make(), 150)["interventions"]
@@ -203,7 +201,7 @@ def autotrain_arm(setup: Setup, steps: int, policy: Any = None, seed: int = 0) -
             with torch.autocast("cpu", dtype=setup.autocast):
                 output = model(inputs)
             return setup.loss_fn(output.float(), targets)
-    torch.manual_seed(seed)
+    torch.manual_seed(0)
     optimizer = setup.optimizer(setup.model.parameters())
     start = time.perf_counter()
     if policy is None:
@@ -230,8 +228,7 @@ def autotrain_arm(setup: Setup, steps: int, policy: Any = None, seed: int = 0) -
     }
 
 
-def repair(scenario: Scenario, references: References, arms: Sequence[str] = tuple(ARMS), seed: int = 0
-           ) -> dict[str, Any]:
+def repair(scenario: Scenario, references: References, arms: Sequence[str] = tuple(ARMS)) -> dict[str, Any]:
     """One broken scenario untreated and by every arm, against its reference; errors are recorded, never raised.
 
     >>> repair(SCENARIOS["mlp_sigmoid_deep_vanishing"], References())["arms"]["autotrain"]["success"]
@@ -253,17 +250,17 @@ def repair(scenario: Scenario, references: References, arms: Sequence[str] = tup
         row["task"] = row["task"] or "unknown"
         return row
     for arm in arms:
-        row["arms"][arm] = _arm(scenario, row, arm, seed)
+        row["arms"][arm] = _arm(scenario, row, arm)
     return row
 
 
-def _arm(scenario: Scenario, row: dict[str, Any], arm: str, seed: int = 0) -> dict[str, Any]:
+def _arm(scenario: Scenario, row: dict[str, Any], arm: str) -> dict[str, Any]:
     out: dict[str, Any] = {"success": False, "error": None}
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             setup = scenario.make()
-            out.update(autotrain_arm(setup, scenario.steps, ARMS[arm](), seed))
+            out.update(autotrain_arm(setup, scenario.steps, ARMS[arm]()))
             out["metric"] = metric(setup.task, evaluate(setup))
         out["warnings"] = sorted({f"{w.category.__name__}: {w.message}"[:200] for w in caught})
         out["success"] = succeeded(row["task"], out["metric"], row["reference"])
@@ -325,10 +322,9 @@ def chosen(split: str, quick: bool, names: Sequence[str] | None) -> tuple[list[S
 
 
 def run_all(broken: Sequence[Scenario], healthy: Sequence[Scenario] = (), arms: Sequence[str] = tuple(ARMS),
-            progress: Callable[[int, str], None] = lambda done, name: None, seed: int = 0
-            ) -> tuple[list[dict], list[dict]]:
+            progress: Callable[[int, str], None] = lambda done, name: None) -> tuple[list[dict], list[dict]]:
     """(`repair` of each broken scenario, `harmless` of each healthy one), single-threaded torch, references
-    shared; `progress(done, name)` before each; the repairing arms start from torch.manual_seed(seed).
+    shared; `progress(done, name)` before each.
 
     >>> rows, controls = run_all(*chosen("test", True, None), progress=lambda done, name: print(done, name))
     0 mlp_sigmoid_deep_vanishing
@@ -341,7 +337,7 @@ def run_all(broken: Sequence[Scenario], healthy: Sequence[Scenario] = (), arms: 
         rows = []
         for done, scenario in enumerate(broken):
             progress(done, scenario.name)
-            rows.append(repair(scenario, references, arms, seed))
+            rows.append(repair(scenario, references, arms))
         controls = []
         for done, scenario in enumerate(healthy, start=len(broken)):
             progress(done, scenario.name)
@@ -448,8 +444,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenarios", nargs="+", metavar="NAME", help="these scenarios only")
     parser.add_argument("--arms", nargs="+", choices=tuple(ARMS), default=list(ARMS), help="the repairing arms to run")
     parser.add_argument("--no-controls", action="store_true", help="skip the healthy scenarios")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="torch seed the repairing arms start from: the draw of re-initialised weights (default 0)")
     args = parser.parse_args(argv)
     broken, healthy = chosen(args.split, args.quick, args.scenarios)
     if args.no_controls:
@@ -465,14 +459,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         total = len(broken) + len(healthy)
         task = bar.add_task("repair", total=total)
         rows, controls = run_all(broken, healthy, args.arms,
-                                 lambda done, name: bar.update(task, completed=done, description=f"repair {name}"),
-                                 args.seed)
+                                 lambda done, name: bar.update(task, completed=done, description=f"repair {name}"))
         bar.update(task, completed=total, description="repair")
     meta = {"selection": selection, "command": "python -m benchmarks.repair " + " ".join(sys.argv[1:] if argv is None
                                                                                           else argv),
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "machine": f"{platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-            "torch": torch.__version__, "threads": 1, "seed": args.seed, "seconds": time.perf_counter() - start}
+            "torch": torch.__version__, "threads": 1, "seconds": time.perf_counter() - start}
     summaries = {arm: aggregate(arm_rows(rows, arm)) for arm in args.arms}
     markdown = to_markdown(meta, rows, summaries, controls)
     print(markdown)
