@@ -217,9 +217,17 @@ def count_nonfinite(tensors: list[Tensor], *, fast: bool | None = None) -> Tenso
     tensor whose sum is not finite is counted entry by entry. On accelerators every tensor is counted on its device.
     """
     if use_fast_path(tensors, fast):
-        return torch.tensor(sum(float(_nonfinite(t)) for t in tensors if not math.isfinite(t.sum())),
-                            dtype=torch.float64)
+        return torch.tensor(nonfinite_on_host(tensors), dtype=torch.float64)
     return torch.stack([_nonfinite(t) for t in tensors]).sum().double()
+
+
+def nonfinite_on_host(tensors: list[Tensor]) -> float:
+    """`count_nonfinite` of CPU tensors as a host float (no tensor made).
+
+        >>> nonfinite_on_host([torch.tensor([1.0, math.inf]), torch.tensor([[math.nan, 2.0]])])
+        2.0
+    """
+    return float(sum(float(_nonfinite(t)) for t in tensors if not math.isfinite(t.sum())))
 
 
 def _nonfinite(tensor: Tensor) -> Tensor:

@@ -123,7 +123,7 @@ class ActiveGuard:
         self._safely(self._check_gradients)
 
     def _check_gradients(self) -> None:
-        squares, nonfinite = self.probe.gradient_totals().tolist()  # the one read per step
+        squares, nonfinite = self.probe.gradient_totals()  # the one read per step
         step, options = self.probe.step, self.options
         if options.skip_nonfinite and (nonfinite > 0 or not math.isfinite(squares)):
             for group in self.probe.optimizer.param_groups:
