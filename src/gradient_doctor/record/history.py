@@ -45,6 +45,7 @@ class History:
     kinds: list[str] = field(default_factory=list)  # module class names, forward order ("" when unknown)
     skipped: np.ndarray | None = None  # per step: iterations skipped just before it (GradScaler); None: not recorded
     input_nonfinite: np.ndarray | None = None  # per step: inf/NaN entries in the model's inputs; None: not recorded
+    _trainable: list[int] = field(default_factory=list, init=False, repr=False, compare=False)  # worked out once
 
     def sparse_gradient(self) -> list[int]:
         """Indices of the lookup layers (nn.Embedding, nn.EmbeddingBag and their subclasses, by class name): a step's
@@ -62,6 +63,11 @@ class History:
         of the optimizer), or with zero updates despite a non-zero gradient (learning rate 0) is frozen. Zero
         updates are not a learning rate of 0 when the others' step sizes, applied to this layer's gradient, would
         round off in float32: a vanished gradient, and the layer stays in (`_rounds_to_nothing`)."""
+        if not self._trainable:
+            self._trainable.append(self._find_trainable())  # a History's arrays are not changed after it is read
+        return list(self._trainable[0])
+
+    def _find_trainable(self) -> list[int]:
         grad, update = self.values["grad_norm"], self.values["update_norm"]
         updates_recorded = np.isfinite(update).any()
         rounds_off = self._rounds_to_nothing()
@@ -140,7 +146,7 @@ def read_history(run: "RunRecord", window: int | None = None) -> History:
         layers=[layer.name for layer in details],
         numel=np.array([layer.numel for layer in details], dtype=np.int64),
         steps=steps[keep],
-        values={metric: run.history(metric, since=since) for metric in LAYER_METRICS},  # the window's rows only
+        values=run.layer_histories(LAYER_METRICS, since=since),  # the window's rows only, in one read
         loss=loss[keep],
         loss_at_start=float(np.median(finite_loss[:START_POINTS])) if finite_loss.size else float("nan"),
         kinds=[layer.kind for layer in details],

@@ -327,6 +327,35 @@ class RunStore:
             values[i] = decoded
         return steps, values
 
+    def series_of(self, entity: str, metrics: tuple[str, ...], width: int,
+                  since: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """`series` of several metrics of `entity` in one query: {metric: (steps, values[steps, width])}.
+
+            >>> store.series_of("layer", ("grad_norm", "update_norm"), n_layers, since=100)["grad_norm"][1].shape
+        """
+        marks = ", ".join("?" * len(metrics))
+        rows = self._query(
+            f"SELECT metric, step, data FROM series WHERE entity = ? AND metric IN ({marks}) AND step BETWEEN ? AND ? "
+            "ORDER BY metric, step", (entity, *metrics, _first(since), self._last),
+        )
+        by_metric: dict[str, list[tuple[int, bytes]]] = {metric: [] for metric in metrics}
+        for metric, step, data in rows:
+            by_metric[metric].append((step, data))
+        return {metric: self._decoded(entity, metric, width, found) for metric, found in by_metric.items()}
+
+    def _decoded(self, entity: str, metric: str, width: int, rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values[steps, width]) of (step, blob) rows, checked as `series` checks them."""
+        try:
+            decoded = [np.frombuffer(data, dtype=BLOB_DTYPE) for _, data in rows]
+        except (ValueError, TypeError) as err:
+            raise RecordError(f"corrupt run record {str(self.path)!r}: a {entity} {metric!r} blob is not little-endian "
+                              f"float64 ({err}).") from err
+        if any(d.size != width for d in decoded):
+            raise RecordError(f"corrupt run record {str(self.path)!r}: {entity} metric {metric!r} has a step with "
+                              f"{next(d.size for d in decoded if d.size != width)} values, expected {width}.")
+        steps = np.array([s for s, _ in rows], dtype=np.int64)
+        return steps, np.array(decoded).reshape(len(rows), width) if rows else np.full((0, width), np.nan)
+
     def blobs(self, entity: str, metric: str, since: int | None = None) -> list[tuple[int, np.ndarray]]:
         """(step, decoded float64 blob) of every row stored for `metric` of `entity` at steps ≥ `since`, by step."""
         rows = self._query(
