@@ -312,7 +312,8 @@ class Probe:
             reduce = None if self.shards is None else self._reduce_grad_stats
             per_param = gradient_blocks(grads, self.rollup, self.numel, detail=False, reduce=reduce)[1]
         if per_param.device.type == "cpu":  # counts are whole numbers: their float sum is exact in any order
-            return per_param[0].square().nansum().item(), float(np.nansum(per_param[1].numpy()))
+            counts = [n for n in per_param[1].tolist() if n == n]  # NaN (no gradient) left out, as by nansum
+            return per_param[0].square().nansum().item(), float(sum(counts))
         squares, nonfinite = torch.stack([per_param[0].square().nansum(), per_param[1].nansum()]).tolist()
         return squares, nonfinite
 

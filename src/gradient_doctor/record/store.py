@@ -315,17 +315,7 @@ class RunStore:
 
     def series(self, entity: str, metric: str, width: int, since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values[steps, width]) of every blob stored for `metric` of `entity` (at steps ≥ `since`)."""
-        rows = self.blobs(entity, metric, since)
-        steps = np.array([s for s, _ in rows], dtype=np.int64)
-        values = np.full((len(rows), width), np.nan)
-        for i, (_, decoded) in enumerate(rows):
-            if decoded.size != width:
-                raise RecordError(
-                    f"corrupt run record {str(self.path)!r}: {entity} metric {metric!r} has {decoded.size} "
-                    f"values at one step, expected {width}."
-                )
-            values[i] = decoded
-        return steps, values
+        return self.series_of(entity, (metric,), width, since)[metric]
 
     def series_of(self, entity: str, metrics: tuple[str, ...], width: int,
                   since: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -343,16 +333,13 @@ class RunStore:
             by_metric[metric].append((step, data))
         return {metric: self._decoded(entity, metric, width, found) for metric, found in by_metric.items()}
 
-    def _decoded(self, entity: str, metric: str, width: int, rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
-        """(steps, values[steps, width]) of (step, blob) rows, checked as `series` checks them."""
-        try:
-            decoded = [np.frombuffer(data, dtype=BLOB_DTYPE) for _, data in rows]
-        except (ValueError, TypeError) as err:
-            raise RecordError(f"corrupt run record {str(self.path)!r}: a {entity} {metric!r} blob is not little-endian "
-                              f"float64 ({err}).") from err
+    def _decoded(self, entity: str, metric: str, width: int,
+                 rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values[steps, width]) of (step, blob) rows; a RecordError for a blob of another size."""
+        decoded = self._frombuffers(entity, metric, rows)
         if any(d.size != width for d in decoded):
-            raise RecordError(f"corrupt run record {str(self.path)!r}: {entity} metric {metric!r} has a step with "
-                              f"{next(d.size for d in decoded if d.size != width)} values, expected {width}.")
+            raise RecordError(f"corrupt run record {str(self.path)!r}: {entity} metric {metric!r} has "
+                              f"{next(d.size for d in decoded if d.size != width)} values at one step, expected {width}.")
         steps = np.array([s for s, _ in rows], dtype=np.int64)
         return steps, np.array(decoded).reshape(len(rows), width) if rows else np.full((0, width), np.nan)
 
@@ -362,8 +349,12 @@ class RunStore:
             "SELECT step, data FROM series WHERE entity = ? AND metric = ? AND step BETWEEN ? AND ? ORDER BY step",
             (entity, metric, _first(since), self._last),
         )
+        return list(zip([step for step, _ in rows], self._frombuffers(entity, metric, rows)))
+
+    def _frombuffers(self, entity: str, metric: str, rows: list[tuple[int, bytes]]) -> list[np.ndarray]:
+        """The float64 arrays of (step, blob) rows."""
         try:
-            return [(step, np.frombuffer(data, dtype=BLOB_DTYPE)) for step, data in rows]
+            return [np.frombuffer(data, dtype=BLOB_DTYPE) for _, data in rows]
         except (ValueError, TypeError) as err:  # a blob whose length is not a whole number of float64s, or not bytes
             raise RecordError(f"corrupt run record {str(self.path)!r}: a {entity} {metric!r} blob is not little-endian "
                               f"float64 ({err}).") from err
