@@ -148,7 +148,7 @@ def read_history(run: "RunRecord", window: int | None = None) -> History:
         steps=steps[keep],
         values=run.layer_histories(LAYER_METRICS, since=since),  # the window's rows only, in one read
         loss=loss[keep],
-        loss_at_start=float(np.median(finite_loss[:START_POINTS])) if finite_loss.size else float("nan"),
+        loss_at_start=finite_median(finite_loss[:START_POINTS]) if finite_loss.size else float("nan"),
         kinds=[layer.kind for layer in details],
         skipped=skipped,
         input_nonfinite=bad_inputs,
@@ -157,4 +157,19 @@ def read_history(run: "RunRecord", window: int | None = None) -> History:
 
 def _column_medians(values: np.ndarray) -> np.ndarray:
     """The median of each column's finite values (NaN for a column without one)."""
-    return np.array([np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else np.nan for c in values.T])
+    return np.array([finite_median(c[np.isfinite(c)]) if np.isfinite(c).any() else np.nan for c in values.T])
+
+
+def finite_median(values: np.ndarray) -> float:
+    """`np.median` of a non-empty 1-D array without NaN, to the bit: the middle value, or the mean of the two middle
+    values as np.median takes it ((a + b) / 2), without np.median's checks and dispatch (a few µs a call instead of
+    some 25: the run rules take dozens of medians per diagnosis).
+
+        >>> finite_median(np.array([4.0, 1.0, 3.0, 2.0]))
+        2.5
+    """
+    half = values.size // 2
+    if values.size % 2:
+        return float(np.partition(values, half)[half])
+    middle = np.partition(values, (half - 1, half))
+    return float((middle[half - 1] + middle[half]) / 2)
