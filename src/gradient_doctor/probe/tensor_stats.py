@@ -42,7 +42,8 @@ _FLOATS = (torch.float32, torch.float64)
 def flat_view(tensor: Tensor) -> Tensor:
     """A flat float32/float64 view of a dense tensor's entries (values only for a sparse one)."""
     if tensor.layout is torch.strided and tensor.dtype in _FLOATS and tensor.is_contiguous() and tensor.numel():
-        return (tensor.detach() if tensor.requires_grad else tensor).view(-1)  # the common case (a gradient)
+        flat = tensor.detach() if tensor.requires_grad else tensor  # the common case (a gradient)
+        return flat if flat.dim() == 1 else flat.view(-1)  # a bias is flat already: no view to make
     if tensor.is_sparse:
         tensor = tensor.coalesce().values()
     flat = tensor.detach().reshape(-1)
