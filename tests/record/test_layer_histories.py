@@ -51,7 +51,9 @@ def test_layer_histories_rejects_a_run_level_metric():
     run.close()
 
 
-def test_trainable_is_worked_out_once_and_handed_out_as_a_copy():
+def test_trainable_and_the_loss_trend_are_worked_out_once_and_trainable_handed_out_as_a_copy():
+    from gradient_doctor.diagnose.run.loss_trend import _trend, loss_trend
+
     run = _run()
     history = read_history(run, window=12)
     first = history.trainable()
@@ -60,4 +62,9 @@ def test_trainable_is_worked_out_once_and_handed_out_as_a_copy():
     history.values["grad_norm"][:] = np.nan  # a later change of the arrays is not seen: read once per History
     assert history.trainable() == first[:-1]
     assert read_history(run, window=12).trainable() == first[:-1]
+    fresh = read_history(run, window=12)
+    trend = loss_trend(fresh)
+    assert trend == _trend(fresh) and trend.points == 12
+    fresh.loss[:] = np.nan  # no trend any more, but the one worked out stands
+    assert loss_trend(fresh) is trend and _trend(fresh) is None
     run.close()

@@ -12,8 +12,9 @@ Reading goes through the public `Run` API only (`layer_details`, `steps`, `histo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class History:
     kinds: list[str] = field(default_factory=list)  # module class names, forward order ("" when unknown)
     skipped: np.ndarray | None = None  # per step: iterations skipped just before it (GradScaler); None: not recorded
     input_nonfinite: np.ndarray | None = None  # per step: inf/NaN entries in the model's inputs; None: not recorded
-    _trainable: list[int] = field(default_factory=list, init=False, repr=False, compare=False)  # worked out once
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # see `memo`
 
     def sparse_gradient(self) -> list[int]:
         """Indices of the lookup layers (nn.Embedding, nn.EmbeddingBag and their subclasses, by class name): a step's
@@ -63,9 +64,15 @@ class History:
         of the optimizer), or with zero updates despite a non-zero gradient (learning rate 0) is frozen. Zero
         updates are not a learning rate of 0 when the others' step sizes, applied to this layer's gradient, would
         round off in float32: a vanished gradient, and the layer stays in (`_rounds_to_nothing`)."""
-        if not self._trainable:
-            self._trainable.append(self._find_trainable())  # a History's arrays are not changed after it is read
-        return list(self._trainable[0])
+        return list(self.memo("trainable", self._find_trainable))
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """`compute()`, worked out once per History (its arrays are not changed after it is read), for what several
+        rules of one diagnosis ask: `h.memo("loss_trend", lambda: trend(h))`. Hand out only immutable values (or
+        copies)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def _find_trainable(self) -> list[int]:
         grad, update = self.values["grad_norm"], self.values["update_norm"]
