@@ -8,7 +8,8 @@
 
 A step's vector is float64 on the model's device: the per-layer block (LAYER_METRICS × layers) and
 then the per-parameter block (PARAM_METRICS × parameters), row-major, NaN where not measured.
-Nothing is read back to the host here; that is the record's job, once per flush.
+Nothing is read back to the host here; that is the record's job, once per flush. On the CPU, where reading is a
+memory read, the vector is a tensor over a numpy buffer whose rows are written without a kernel each.
 """
 
 from __future__ import annotations
@@ -264,10 +265,10 @@ class Probe:
         n_layers, n_params = len(self.layers), len(self.params)
         if self._on_host:  # a numpy buffer under the step's tensor: each row is written without a kernel
             buffer = np.full(self._width, np.nan)
-            values, rows = torch.from_numpy(buffer), _on_host
+            values, rows = torch.from_numpy(buffer), _numpy_rows
         else:
             buffer = values = torch.full((self._width,), float("nan"), dtype=torch.float64, device=self.device)
-            rows = _on_device
+            rows = _tensor_rows
         layer_rows = buffer[: len(LAYER_METRICS) * n_layers].reshape(len(LAYER_METRICS), n_layers)
         param_rows = buffer[len(LAYER_METRICS) * n_layers :].reshape(len(PARAM_METRICS), n_params)
         measured = []
@@ -412,12 +413,12 @@ class Probe:
         )
 
 
-def _on_host(*blocks: Tensor) -> list[np.ndarray]:
+def _numpy_rows(*blocks: Tensor) -> list[np.ndarray]:
     """Blocks to write into a step's numpy buffer (CPU tensors: views, no copy)."""
     return [block.cpu().numpy() for block in blocks]
 
 
-def _on_device(*blocks: Tensor) -> tuple[Tensor, ...]:
+def _tensor_rows(*blocks: Tensor) -> tuple[Tensor, ...]:
     """Blocks to write into a step's device tensor, as they are."""
     return blocks
 

@@ -348,9 +348,7 @@ class RunRecord:
         if metric not in LAYER_METRICS:
             raise UnknownName(f"unknown metric {metric!r}; this run has: {', '.join(self.metrics)}")
         if layer is None:
-            layers = self._store.layers()
-            at, values = self._store.series("layer", metric, len(layers), since)
-            return _align(steps, at, values)[:, [layer.idx for layer in layers]]
+            return self.layer_histories((metric,), since=since)[metric]
         return self._one_entity(steps, metric, layer, since)
 
     def layer_histories(self, metrics: tuple[str, ...] = LAYER_METRICS, *, since: int | None = None
