@@ -237,3 +237,29 @@ def test_tensorboard_histograms_read_back_as_recorded(trained, tmp_path):
             assert value.bucket_limit == pytest.approx(EDGES[1:][window].tolist())
             assert value.num == counts.sum()
             assert (value.min, value.max) == pytest.approx((EDGES[filled[0]], EDGES[filled[-1] + 1]))
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["cpu bincount", "accelerator histc"])
+@pytest.mark.parametrize("batch_entries", [1, 700, 1 << 20])
+def test_binning_the_parameters_together_counts_each_as_binning_it_alone(monkeypatch, batch_entries, fast):
+    """Parameters of both float dtypes, one sampled (over HIST_SAMPLE entries) and one without a gradient, binned in
+    batches of every size (one parameter each, a few, all), tallied the CPU's way and the accelerators' way: each
+    parameter's row equals its own `_histogram` (scaled by numel / sample size when sampled), and each layer is the
+    sum of its parameters' rows."""
+    import gradient_doctor.probe.histograms as histograms
+
+    mode = {"fast": fast}
+    tally = histograms._tally
+    monkeypatch.setattr(histograms, "_tally", lambda index, **kw: tally(index, **kw, fast=mode["fast"]))
+    monkeypatch.setattr(histograms, "BATCH_ENTRIES", batch_entries)
+    gen = torch.Generator().manual_seed(3)
+    grads = [torch.randn(300, generator=gen) * 1e-3, torch.randn(20, 30, generator=gen, dtype=torch.float64),
+             None, torch.randn(HIST_SAMPLE + 5, generator=gen), torch.tensor([0.0, math.inf, 1e-30, -2.0])]
+    rollup = Rollup([(0, 0), (1, 0), (2, 1), (3, 2), (4, 3)], n_layers=4, device="cpu")
+    hist = gradient_histograms(grads, rollup)  # the batches tallied as parametrised
+    mode["fast"] = True  # each parameter alone by bincount
+    alone = [_histogram(grads[0]), _histogram(grads[1].reshape(-1)), None,
+             _histogram(grads[3][::2]).mul_((HIST_SAMPLE + 5) / grads[3][::2].numel()), _histogram(grads[4])]
+    assert torch.equal(hist[0], alone[0] + alone[1]) and torch.isnan(hist[1]).all()
+    assert torch.equal(hist[2], alone[3]) and torch.equal(hist[3], alone[4])
+    assert hist[3, :2].tolist() == [1.0, 1.0] and hist[2].sum().item() == pytest.approx(HIST_SAMPLE + 5)

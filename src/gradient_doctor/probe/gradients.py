@@ -14,9 +14,9 @@ whose parameters has a gradient gets NaN for the gradient metrics.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -97,22 +97,24 @@ def gradient_blocks(
 def norm_blocks_on_host(flats: list[Tensor], rollup: Rollup) -> tuple[Tensor, Tensor]:
     """`gradient_blocks(..., detail=False)` of CPU gradients (`flats`, one per parameter, all present), summed into
     layers on the host: the same float64 sums in the same order as the tensor path, so the same numbers, without its
-    dozen small kernels (on a small model those cost more than reading the gradients).
+    dozen small kernels (on a small model those cost more than reading the gradients). The blocks are CPU tensors
+    over numpy arrays (`.numpy()` reads them back for free).
 
         >>> layer_block, param_block = norm_blocks_on_host([flat_view(p.grad) for p in params], rollup)
     """
     sums, nonfinite = host_norm_stats(flats)
     squares, bad = [0.0] * rollup.n_layers, [0.0] * rollup.n_layers
-    owned = [False] * rollup.n_layers
     for param, layer in rollup.pairs:
         squares[layer] += sums[param]
         bad[layer] += nonfinite[param]
-        owned[layer] = True
-    unmeasured_layers, unmeasured_params = [_NAN] * rollup.n_layers, [_NAN] * len(flats)
-    layer_block = [[math.sqrt(v) if own else _NAN for v, own in zip(squares, owned)],
-                   [v if own else _NAN for v, own in zip(bad, owned)], unmeasured_layers, unmeasured_layers]
-    param_block = [[math.sqrt(v) for v in sums], nonfinite, unmeasured_params, unmeasured_params]
-    return torch.tensor(layer_block, dtype=torch.float64), torch.tensor(param_block, dtype=torch.float64)
+    layer_block = np.full((4, rollup.n_layers), _NAN)
+    owned = rollup.owned_on_host
+    layer_block[0, owned] = np.sqrt(np.array(squares)[owned])  # IEEE sqrt: as math.sqrt and torch.sqrt_
+    layer_block[1, owned] = np.array(bad)[owned]
+    param_block = np.full((4, len(flats)), _NAN)
+    param_block[0] = np.sqrt(sums)
+    param_block[1] = nonfinite
+    return torch.from_numpy(layer_block), torch.from_numpy(param_block)
 
 
 def weight_norms(

@@ -25,7 +25,7 @@ tensor to about 4 %; counting every entry made them the largest cost of a detail
 20 x 512 MLP: 18-23 ms of the step's 35 ms on 2 CPU threads), and on larger models a cost that grows with the
 parameters. The cost is now O(layers). Exact zeros and non-finite entries are counted exactly elsewhere (the zero
 fractions of the detail steps, the non-finite counts of every step); here they are estimated like the bins.
-Each parameter's entries are binned by their bit patterns (see `_histogram`: a masked copy, a bucket, two
+Each parameter's entries are binned by their bit patterns (see `_histograms`: a masked copy, a bucket, two
 table reads and a bin index per entry, bfloat16/float16 gradients taking a float32 copy first); the parameters'
 counts are summed into their layers with the `Rollup`.
 Entries on an edge go to the bin above it, as in `numpy.histogram`. A layer
@@ -68,51 +68,89 @@ def gradient_histograms(
     present = tuple(1.0 if g is not None else 0.0 for g in grads)
     device = rollup.owns.device
     per_param = torch.zeros(COLUMNS, len(grads), dtype=torch.float64, device=device)
+    samples: dict[tuple, list[tuple[int, Tensor, float]]] = {}  # per dtype and device: (parameter, sample, scale)
     for i, grad in enumerate(grads):
         if grad is not None and grad.numel():
-            per_param[:, i] = _sampled_histogram(grad).to(device)
+            sample, scale = _sample(grad)
+            samples.setdefault((sample.dtype, sample.device), []).append((i, sample, scale))
+    for group in samples.values():
+        for batch in _batches(group):
+            counts = _histograms([sample for _, sample, _ in batch])
+            for row, (_, _, scale) in enumerate(batch):
+                if scale != 1.0:
+                    counts[row].mul_(scale)
+            per_param[:, on_device(tuple(i for i, _, _ in batch), torch.long, device)] = counts.T.to(device)
     if reduce is not None:
         per_param = reduce(per_param)
     has_grad = rollup.sum(on_device(present, torch.float64, device)) > 0
     return torch.where(has_grad[:, None], rollup.sum(per_param).T, float("nan"))
 
 
-def _sampled_histogram(grad: Tensor) -> Tensor:
-    """Float64 [COLUMNS] of one gradient: exact up to HIST_SAMPLE entries, else the counts of every p-th flat entry
-    (`sample_stride`'s prime p) scaled by numel / sample size. A half-precision gradient's sample alone takes the
-    float32 copy `_histogram` needs."""
+def _sample(grad: Tensor) -> tuple[Tensor, float]:
+    """(the flat float32/float64 entries of `grad` to count, the scale of their counts): all of them up to HIST_SAMPLE
+    entries, else every p-th flat entry (`sample_stride`'s prime p) and numel / sample size. A half-precision
+    gradient's sample alone takes the float32 copy `_histograms` needs."""
     flat = grad.detach().reshape(-1) if grad.layout is torch.strided else flat_view(grad)
     stride = sample_stride(flat.numel(), HIST_SAMPLE)
     if stride == 1:
-        return _histogram(flat_view(flat))
+        return flat_view(flat), 1.0
     sample = flat[::stride]
-    return _histogram(flat_view(sample)).mul_(flat.numel() / sample.numel())
+    return flat_view(sample), flat.numel() / sample.numel()
+
+
+BATCH_ENTRIES = 1 << 20  # entries binned together at most: the temporaries stay a few MB whatever the model
+
+
+def _batches(group: list[tuple[int, Tensor, float]]) -> list[list[tuple[int, Tensor, float]]]:
+    """`group` cut into consecutive runs of at most BATCH_ENTRIES entries (a larger sample alone)."""
+    batches: list[list[tuple[int, Tensor, float]]] = [[]]
+    entries = 0
+    for item in group:
+        if batches[-1] and entries + item[1].numel() > BATCH_ENTRIES:
+            batches.append([])
+            entries = 0
+        batches[-1].append(item)
+        entries += item[1].numel()
+    return batches
 
 
 def _histogram(flat: Tensor) -> Tensor:
-    """Float64 [COLUMNS] of one flat float32/float64 tensor: zeros, non-finite entries, then the bins.
+    """Float64 [COLUMNS] of one flat float32/float64 tensor: zeros, non-finite entries, then the bins."""
+    return _histograms([flat])[0]
+
+
+def _histograms(flats: list[Tensor]) -> Tensor:
+    """Float64 [len(flats), COLUMNS] of flat tensors of one dtype (float32 or float64), binned together: per tensor,
+    its zeros, its non-finite entries, then the bins.
 
     Non-negative floats order as their bit patterns do, so with the sign bit masked off an entry's column is the
     number of edges (as bit patterns: the smallest positive value, the inner edges, +inf) at or below its pattern.
     That count is read from two tables indexed by the pattern's top 15 bits (`_lookup`): the count at the bucket's
-    start (one byte per entry), plus one if the entry is past the one edge inside its bucket, then counted per column
-    (`_tally`). Exactly `bucketize` against the edges' patterns, in about a seventh of its time per tensor on the
-    CPU."""
+    start (one byte per entry), plus one if the entry is past the one edge inside its bucket, then counted per
+    tensor and column (`_tally`, the k-th tensor's columns offset by k * COLUMNS). Exactly `bucketize` against the
+    edges' patterns, in about a seventh of its time per tensor on the CPU, and a few kernels for all the tensors."""
+    flat = flats[0] if len(flats) == 1 else torch.cat(flats)
     ints, mask = _BITS[flat.dtype]
     first, below, order = _lookup(flat.dtype, flat.device)
     patterns = flat.view(ints) & mask
     bucket = patterns >> (_BITS_PER[flat.dtype] - _BUCKET_BITS)
-    return _tally(first.index_select(0, bucket).add_(below.index_select(0, bucket) < patterns))[order]
+    column = first.index_select(0, bucket).add_(below.index_select(0, bucket) < patterns)
+    if len(flats) > 1:
+        sizes = tuple(f.numel() for f in flats)
+        offsets = on_device(tuple(range(0, COLUMNS * len(flats), COLUMNS)), torch.long, flat.device)
+        owner = torch.repeat_interleave(offsets, on_device(sizes, torch.long, flat.device), output_size=flat.numel())
+        column = owner.add_(column)  # the k-th tensor's columns from k * COLUMNS on
+    return _tally(column, columns=COLUMNS * len(flats)).view(len(flats), COLUMNS)[:, order]
 
 
-def _tally(index: Tensor, *, fast: bool | None = None) -> Tensor:
-    """Float64 [COLUMNS]: how many entries of `index` (uint8 columns) hold each column, exactly. On the CPU
-    (`fast`, by default where `index` lives) `bincount`, twice as fast as `index_add_`; on accelerators `histc` over
-    unit-wide bins in float64 (exact counts; `bincount` there reads its input's maximum back to the host, a sync, and
-    `index_add_` would pile every entry's atomic add onto the few columns a gradient fills)."""
+def _tally(index: Tensor, *, columns: int = COLUMNS, fast: bool | None = None) -> Tensor:
+    """Float64 [columns]: how many entries of `index` (uint8 or int64 columns) hold each column, exactly. On the
+    CPU (`fast`, by default where `index` lives) `bincount`, twice as fast as `index_add_`; on accelerators `histc`
+    over unit-wide bins in float64 (exact counts; `bincount` there reads its input's maximum back to the host, a
+    sync, and `index_add_` would pile every entry's atomic add onto the few columns a gradient fills)."""
     if (index.device.type == "cpu") if fast is None else fast:
-        return torch.bincount(index, minlength=COLUMNS).double()
-    return torch.histc(index.double(), bins=COLUMNS, min=0, max=COLUMNS)
+        return torch.bincount(index, minlength=columns).double()
+    return torch.histc(index.double(), bins=columns, min=0, max=columns)
 
 
 _BITS = {torch.float32: (torch.int32, 0x7FFFFFFF), torch.float64: (torch.int64, 0x7FFFFFFFFFFFFFFF)}

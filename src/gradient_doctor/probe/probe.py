@@ -8,7 +8,8 @@
 
 A step's vector is float64 on the model's device: the per-layer block (LAYER_METRICS × layers) and
 then the per-parameter block (PARAM_METRICS × parameters), row-major, NaN where not measured.
-Nothing is read back to the host here; that is the record's job, once per flush.
+Nothing is read back to the host here; that is the record's job, once per flush. On the CPU, where reading is a
+memory read, the vector is a tensor over a numpy buffer whose rows are written without a kernel each.
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ from .layers import SATURATION_EPS, discover, is_compiled
 from .metrics import GROUPS, LAYER_METRICS, PARAM_METRICS
 from .rollup import Rollup
 from .sharded import Shards, any_sharded
-from .tensor_stats import MAX_ABS, NONFINITE, NONZERO, SUM_OF_SQUARES, count_nonfinite
+from .tensor_stats import (
+    MAX_ABS,
+    NONFINITE,
+    NONZERO,
+    SUM_OF_SQUARES,
+    count_nonfinite,
+    nonfinite_on_host,
+    use_fast_path,
+)
 from .time import TimeProbe
 
 # rows of a step's blocks (see metrics.py): the gradient block's four rows land in two groups
@@ -74,7 +83,8 @@ class StepVector:
     groups: tuple[str, ...]
     values: Tensor  # float64, LAYER_METRICS × layers then PARAM_METRICS × params
     histograms: Tensor | None = None  # detail steps: float64 layers × (zeros, non-finite, bins), see histograms.py
-    input_nonfinite: Tensor | None = None  # inf/NaN entries in the model's floating-point inputs since the last step
+    input_nonfinite: Tensor | float | None = None  # inf/NaN entries in the model's floating-point inputs since the last
+    # step (a host float when the model and its inputs are on the CPU)
 
 
 class Probe:
@@ -138,7 +148,9 @@ class Probe:
         self._order_hooks = _OrderHooks(self)
         self._gradient_rows: tuple[Tensor, Tensor] | None = None
         self._histograms: Tensor | None = None
-        self._bad_inputs: Tensor | None = None  # on-device count of inf/NaN input entries since the last step
+        self._bad_inputs: Tensor | float | None = None  # count of inf/NaN input entries since the last step
+        self._on_host = self.device.type == "cpu"  # a step's vector is assembled in numpy (no kernel per row)
+        self._groups_at: tuple[int, tuple[str, ...]] = (-1, ())  # the cadence's groups of the last step asked
 
     # -- the step vector's layout ---------------------------------------------------------
     @property
@@ -231,8 +243,14 @@ class Probe:
         self.step += 1  # steps are counted even when the probe has switched itself off
         self._arm_activations()
 
+    def _groups(self) -> tuple[str, ...]:
+        """`cadence.groups(self.step)`, worked out once per step (asked before, after and between steps)."""
+        if self._groups_at[0] != self.step:
+            self._groups_at = (self.step, self.cadence.groups(self.step))
+        return self._groups_at[1]
+
     def _before_step(self, with_updates: bool = True) -> None:
-        groups = self.cadence.groups(self.step)
+        groups = self._groups()
         if "gradient" in groups or "detail" in groups:
             grads = self.tensors if self.shards is None else self.shards.grads
             reduce = None if self.shards is None else self._reduce_grad_stats
@@ -243,14 +261,19 @@ class Probe:
             self.updates.snapshot()
 
     def _finish_step(self) -> None:
-        groups = self.cadence.groups(self.step)
+        groups = self._groups()
         n_layers, n_params = len(self.layers), len(self.params)
-        values = torch.full((self._width,), float("nan"), dtype=torch.float64, device=self.device)
-        layer_rows = values[: len(LAYER_METRICS) * n_layers].view(len(LAYER_METRICS), n_layers)
-        param_rows = values[len(LAYER_METRICS) * n_layers :].view(len(PARAM_METRICS), n_params)
+        if self._on_host:  # a numpy buffer under the step's tensor: each row is written without a kernel
+            buffer = np.full(self._width, np.nan)
+            values, rows = torch.from_numpy(buffer), _numpy_rows
+        else:
+            buffer = values = torch.full((self._width,), float("nan"), dtype=torch.float64, device=self.device)
+            rows = _tensor_rows
+        layer_rows = buffer[: len(LAYER_METRICS) * n_layers].reshape(len(LAYER_METRICS), n_layers)
+        param_rows = buffer[len(LAYER_METRICS) * n_layers :].reshape(len(PARAM_METRICS), n_params)
         measured = []
         if self._gradient_rows is not None:
-            layer_block, param_block = self._gradient_rows
+            layer_block, param_block = rows(*self._gradient_rows)
             self._gradient_rows = None
             if "gradient" in groups:
                 layer_rows[_NORM_ROWS], param_rows[_NORM_ROWS] = layer_block[:2], param_block[:2]
@@ -258,15 +281,16 @@ class Probe:
             if "detail" in groups:
                 layer_rows[_DETAIL_ROWS], param_rows[_DETAIL_ROWS] = layer_block[2:], param_block[2:]
                 # taken after the optimizer step: the weights the step leaves behind
-                layer_rows[_WEIGHT_ROW], param_rows[_WEIGHT_ROW] = weight_norms(self._local, self.rollup, reduce=self._sum_squares)
+                layer_rows[_WEIGHT_ROW], param_rows[_WEIGHT_ROW] = rows(
+                    *weight_norms(self._local, self.rollup, reduce=self._sum_squares))
                 measured.append("detail")
         if self.updates.pending:
-            layer_rows[_UPDATE_ROW], param_rows[_UPDATE_ROW] = self.updates.measure()
+            layer_rows[_UPDATE_ROW], param_rows[_UPDATE_ROW] = rows(*self.updates.measure())
             measured.append("update")
         if "activation" in groups and self.activations is not None and not self.disabled:
-            layer_rows[_ACTIVATION_ROWS] = self.activations.collect()
+            layer_rows[_ACTIVATION_ROWS] = rows(self.activations.collect())[0]
             if self.time is not None:
-                layer_rows[_TIME_ROW] = self.time.collect()
+                layer_rows[_TIME_ROW] = rows(self.time.collect())[0]
             measured.append("activation")
         if self._order_hooks.active and self.call_order:  # the order is known after the first step
             self._order_hooks.disarm()
@@ -275,11 +299,12 @@ class Probe:
         self.completed.append(StepVector(self.step, time.time(), tuple(measured), values,
                                          histograms if "detail" in measured else None, bad_inputs))
 
-    def gradient_totals(self) -> Tensor:
-        """Float64 [sum of squares of every gradient entry, count of non-finite entries] of the coming step, on
-        the device (no sync): from the step's statistics when this step measured them, else one pass now.
+    def gradient_totals(self) -> tuple[float, float]:
+        """(sum of squares of every gradient entry, count of non-finite entries) of the coming step, read to the
+        host (one read: a sync on accelerators): from the step's statistics when this step measured them, else one
+        pass now.
 
-            >>> squares, nonfinite = probe.gradient_totals().tolist()
+            >>> squares, nonfinite = probe.gradient_totals()
         """
         if self._gradient_rows is not None:
             per_param = self._gradient_rows[1]
@@ -287,7 +312,11 @@ class Probe:
             grads = self.tensors if self.shards is None else self.shards.grads
             reduce = None if self.shards is None else self._reduce_grad_stats
             per_param = gradient_blocks(grads, self.rollup, self.numel, detail=False, reduce=reduce)[1]
-        return torch.stack([per_param[0].square().nansum(), per_param[1].nansum()])
+        if per_param.device.type == "cpu":  # counts are whole numbers: their float sum is exact in any order
+            counts = [n for n in per_param[1].tolist() if n == n]  # NaN (no gradient) left out, as by nansum
+            return per_param[0].square().nansum().item(), float(sum(counts))
+        squares, nonfinite = torch.stack([per_param[0].square().nansum(), per_param[1].nansum()]).tolist()
+        return squares, nonfinite
 
     @property
     def _local(self) -> list[Tensor]:
@@ -305,9 +334,9 @@ class Probe:
         """Hooks on for a step that measures activations, off (no cost) for the others."""
         if self.activations is None or self.disabled:
             return
-        due = "activation" in self.cadence.groups(self.step)
+        due = "activation" in self._groups()
         for probe in (self.activations, self.time):
-            if probe is not None:
+            if probe is not None and (due or probe.active):
                 (probe.arm if due else probe.disarm)()
 
     def _count_forward(self, module, inputs) -> None:
@@ -321,7 +350,10 @@ class Probe:
         host sync): a NaN in the data shows here before it reaches any layer."""
         floats = [x for x in inputs if isinstance(x, Tensor) and x.is_floating_point()]
         if floats:
-            total = count_nonfinite(floats).to(self.device)
+            if self._on_host and use_fast_path(floats, None):  # a host float: no tensor made per forward pass
+                total = nonfinite_on_host(floats)
+            else:
+                total = count_nonfinite(floats).to(self.device)
             self._bad_inputs = total if self._bad_inputs is None else self._bad_inputs + total
 
     # -- forward order ---------------------------------------------------------------------
@@ -379,6 +411,16 @@ class Probe:
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def _numpy_rows(*blocks: Tensor) -> list[np.ndarray]:
+    """Blocks to write into a step's numpy buffer (CPU tensors: views, no copy)."""
+    return [block.cpu().numpy() for block in blocks]
+
+
+def _tensor_rows(*blocks: Tensor) -> tuple[Tensor, ...]:
+    """Blocks to write into a step's device tensor, as they are."""
+    return blocks
 
 
 def _optimizer_param_ids(optimizer: torch.optim.Optimizer | None) -> set[int]:

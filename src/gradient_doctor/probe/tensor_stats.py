@@ -42,7 +42,8 @@ _FLOATS = (torch.float32, torch.float64)
 def flat_view(tensor: Tensor) -> Tensor:
     """A flat float32/float64 view of a dense tensor's entries (values only for a sparse one)."""
     if tensor.layout is torch.strided and tensor.dtype in _FLOATS and tensor.is_contiguous() and tensor.numel():
-        return (tensor.detach() if tensor.requires_grad else tensor).view(-1)  # the common case (a gradient)
+        flat = tensor.detach() if tensor.requires_grad else tensor  # the common case (a gradient)
+        return flat if flat.dim() == 1 else flat.view(-1)  # a bias is flat already: no view to make
     if tensor.is_sparse:
         tensor = tensor.coalesce().values()
     flat = tensor.detach().reshape(-1)
@@ -217,9 +218,17 @@ def count_nonfinite(tensors: list[Tensor], *, fast: bool | None = None) -> Tenso
     tensor whose sum is not finite is counted entry by entry. On accelerators every tensor is counted on its device.
     """
     if use_fast_path(tensors, fast):
-        return torch.tensor(sum(float(_nonfinite(t)) for t in tensors if not math.isfinite(t.sum())),
-                            dtype=torch.float64)
+        return torch.tensor(nonfinite_on_host(tensors), dtype=torch.float64)
     return torch.stack([_nonfinite(t) for t in tensors]).sum().double()
+
+
+def nonfinite_on_host(tensors: list[Tensor]) -> float:
+    """`count_nonfinite` of CPU tensors as a host float (no tensor made).
+
+        >>> nonfinite_on_host([torch.tensor([1.0, math.inf]), torch.tensor([[math.nan, 2.0]])])
+        2.0
+    """
+    return float(sum(float(_nonfinite(t)) for t in tensors if not math.isfinite(t.sum())))
 
 
 def _nonfinite(tensor: Tensor) -> Tensor:

@@ -348,10 +348,23 @@ class RunRecord:
         if metric not in LAYER_METRICS:
             raise UnknownName(f"unknown metric {metric!r}; this run has: {', '.join(self.metrics)}")
         if layer is None:
-            layers = self._store.layers()
-            at, values = self._store.series("layer", metric, len(layers), since)
-            return _align(steps, at, values)[:, [layer.idx for layer in layers]]
+            return self.layer_histories((metric,), since=since)[metric]
         return self._one_entity(steps, metric, layer, since)
+
+    def layer_histories(self, metrics: tuple[str, ...] = LAYER_METRICS, *, since: int | None = None
+                        ) -> dict[str, np.ndarray]:
+        """`{metric: history(metric, since=since)}` of per-layer metrics, read together (one query).
+
+            >>> run.layer_histories(("grad_norm", "update_norm"), since=100)["grad_norm"].shape   # steps × layers
+        """
+        unknown = [m for m in metrics if m not in LAYER_METRICS]
+        if unknown:
+            raise UnknownName(f"unknown per-layer metric {unknown[0]!r}; per-layer metrics: {', '.join(LAYER_METRICS)}")
+        self._sync_for_read()
+        steps, layers = self._store.steps(since), self._store.layers()
+        order = [layer.idx for layer in layers]
+        found = self._store.series_of("layer", tuple(metrics), len(layers), since)
+        return {metric: _align(steps, at, values)[:, order] for metric, (at, values) in found.items()}
 
     def gradient_histograms(self, layer: str | None = None, *, since: int | None = None) -> GradientHistograms:
         """Histograms of log10 |g| over each layer's gradient entries, at the detail steps (every `detail_every`-th).

@@ -315,17 +315,33 @@ class RunStore:
 
     def series(self, entity: str, metric: str, width: int, since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values[steps, width]) of every blob stored for `metric` of `entity` (at steps ≥ `since`)."""
-        rows = self.blobs(entity, metric, since)
+        return self.series_of(entity, (metric,), width, since)[metric]
+
+    def series_of(self, entity: str, metrics: tuple[str, ...], width: int,
+                  since: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """`series` of several metrics of `entity` in one query: {metric: (steps, values[steps, width])}.
+
+            >>> store.series_of("layer", ("grad_norm", "update_norm"), n_layers, since=100)["grad_norm"][1].shape
+        """
+        marks = ", ".join("?" * len(metrics))
+        rows = self._query(
+            f"SELECT metric, step, data FROM series WHERE entity = ? AND metric IN ({marks}) AND step BETWEEN ? AND ? "
+            "ORDER BY metric, step", (entity, *metrics, _first(since), self._last),
+        )
+        by_metric: dict[str, list[tuple[int, bytes]]] = {metric: [] for metric in metrics}
+        for metric, step, data in rows:
+            by_metric[metric].append((step, data))
+        return {metric: self._decoded(entity, metric, width, found) for metric, found in by_metric.items()}
+
+    def _decoded(self, entity: str, metric: str, width: int,
+                 rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values[steps, width]) of (step, blob) rows; a RecordError for a blob of another size."""
+        decoded = self._frombuffers(entity, metric, rows)
+        if any(d.size != width for d in decoded):
+            raise RecordError(f"corrupt run record {str(self.path)!r}: {entity} metric {metric!r} has "
+                              f"{next(d.size for d in decoded if d.size != width)} values at one step, expected {width}.")
         steps = np.array([s for s, _ in rows], dtype=np.int64)
-        values = np.full((len(rows), width), np.nan)
-        for i, (_, decoded) in enumerate(rows):
-            if decoded.size != width:
-                raise RecordError(
-                    f"corrupt run record {str(self.path)!r}: {entity} metric {metric!r} has {decoded.size} "
-                    f"values at one step, expected {width}."
-                )
-            values[i] = decoded
-        return steps, values
+        return steps, np.array(decoded).reshape(len(rows), width) if rows else np.full((0, width), np.nan)
 
     def blobs(self, entity: str, metric: str, since: int | None = None) -> list[tuple[int, np.ndarray]]:
         """(step, decoded float64 blob) of every row stored for `metric` of `entity` at steps ≥ `since`, by step."""
@@ -333,8 +349,12 @@ class RunStore:
             "SELECT step, data FROM series WHERE entity = ? AND metric = ? AND step BETWEEN ? AND ? ORDER BY step",
             (entity, metric, _first(since), self._last),
         )
+        return list(zip([step for step, _ in rows], self._frombuffers(entity, metric, rows)))
+
+    def _frombuffers(self, entity: str, metric: str, rows: list[tuple[int, bytes]]) -> list[np.ndarray]:
+        """The float64 arrays of (step, blob) rows."""
         try:
-            return [(step, np.frombuffer(data, dtype=BLOB_DTYPE)) for step, data in rows]
+            return [np.frombuffer(data, dtype=BLOB_DTYPE) for _, data in rows]
         except (ValueError, TypeError) as err:  # a blob whose length is not a whole number of float64s, or not bytes
             raise RecordError(f"corrupt run record {str(self.path)!r}: a {entity} {metric!r} blob is not little-endian "
                               f"float64 ({err}).") from err

@@ -123,7 +123,7 @@ class ActiveGuard:
         self._safely(self._check_gradients)
 
     def _check_gradients(self) -> None:
-        squares, nonfinite = self.probe.gradient_totals().tolist()  # the one read per step
+        squares, nonfinite = self.probe.gradient_totals()  # the one read per step
         step, options = self.probe.step, self.options
         if options.skip_nonfinite and (nonfinite > 0 or not math.isfinite(squares)):
             for group in self.probe.optimizer.param_groups:
@@ -216,10 +216,13 @@ class ActiveGuard:
 
 def _mean_over_ranks(losses: list[Tensor | float]) -> float:
     """The mean of a window's losses, averaged over ranks under torch.distributed (one host read)."""
-    tensors = [torch.as_tensor(x, dtype=torch.float64) if not isinstance(x, Tensor) else x.double().reshape(())
-               for x in losses]
-    device = next((t.device for t in tensors if t.device.type != "cpu"), torch.device("cpu"))
-    mean = torch.stack([t.to(device) for t in tensors]).mean()
+    if all(isinstance(x, Tensor) and x.dim() == 0 for x in losses) and len({(x.dtype, x.device) for x in losses}) == 1:
+        mean = torch.stack(losses).double().mean()  # the common case in three kernels: the same float64 values
+    else:
+        tensors = [torch.as_tensor(x, dtype=torch.float64) if not isinstance(x, Tensor) else x.double().reshape(())
+                   for x in losses]
+        device = next((t.device for t in tensors if t.device.type != "cpu"), torch.device("cpu"))
+        mean = torch.stack([t.to(device) for t in tensors]).mean()
     if distributed():
         mean = mean.clone()
         torch.distributed.all_reduce(mean)

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ...record.history import History
+from ...record.history import History, finite_median
 from ..finding import Finding
 from ..ranking import init_for, ranked
 from ..rationale import rationale
@@ -100,9 +100,9 @@ def _loss_jump(h: History, step: int) -> float:
     finite losses); NaN when it cannot be told (too few losses, a level <= 0)."""
     finite = h.loss[np.isfinite(h.loss)]
     after = h.loss[(h.steps >= step) & np.isfinite(h.loss)]
-    if finite.size < BASELINE_POINTS or after.size == 0 or not np.median(head(finite, BASELINE_POINTS)) > 0:
+    if finite.size < BASELINE_POINTS or after.size == 0 or not finite_median(head(finite, BASELINE_POINTS)) > 0:
         return math.nan
-    return float(np.max(after) / np.median(head(finite, BASELINE_POINTS)))
+    return float(np.max(after) / finite_median(head(finite, BASELINE_POINTS)))
 
 
 def _loss_rose(h: History, step: int) -> bool:
@@ -111,7 +111,7 @@ def _loss_rose(h: History, step: int) -> bool:
     after = h.loss[h.steps >= step]
     if early.size < BASELINE_POINTS or after.size == 0 or np.isnan(after).all() or np.isinf(after).any():
         return True
-    base = float(np.median(early))
+    base = finite_median(early)
     progress = h.loss_at_start - base if math.isfinite(h.loss_at_start) else 0.0
     return float(np.nanmax(after)) > base + max(NOISE_SIGMAS * noise(early), LOSS_RISE * abs(base), LOSS_RISE * progress)
 
@@ -131,7 +131,7 @@ def _judge(h: History, values: np.ndarray, nonfinite: np.ndarray, columns: np.nd
         if early.size < BASELINE_POINTS:
             continue
         # the window's first quarter can be all post-convergence noise: its first points set the level too
-        base = max(float(np.median(early)), float(np.median(early[:BASELINE_POINTS])))
+        base = max(finite_median(early), finite_median(early[:BASELINE_POINTS]))  # finite, non-empty
         lift = logs - base
         margin = NOISE_SIGMAS * noise(early)
         found = episodes(lift > max(ENTER_ORDERS, margin), lift > max(EXIT_ORDERS, margin))

@@ -30,7 +30,12 @@ class Trend:
 
 
 def loss_trend(h: History) -> Trend | None:
-    """The loss's Theil–Sen trend and noise over the window, or None with fewer than MIN_POINTS finite losses."""
+    """The loss's Theil–Sen trend and noise over the window, or None with fewer than MIN_POINTS finite losses (worked
+    out once per History: the plateau and divergence rules both ask)."""
+    return h.memo("loss_trend", lambda: _trend(h))
+
+
+def _trend(h: History) -> Trend | None:
     finite = np.isfinite(h.loss)
     if finite.sum() < MIN_POINTS:
         return None

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...record.history import finite_median
+
 #: 1.4826 × MAD estimates the standard deviation of normal data and ignores up to half the points as outliers.
 MAD_TO_SIGMA = 1.4826
 #: Theil–Sen on at most this many evenly spaced points (n² / 2 pairs): 32,640 pairs, milliseconds for any run.
@@ -22,13 +24,13 @@ SLOPE_POINTS = 256
 def median(values: np.ndarray) -> float:
     """The median of the finite values, NaN when there are none."""
     finite = values[np.isfinite(values)]
-    return float(np.median(finite)) if finite.size else float("nan")
+    return finite_median(finite) if finite.size else float("nan")
 
 
 def noise(values: np.ndarray) -> float:
     """1.4826 × the median absolute deviation of the finite values: a standard deviation robust to outliers."""
     finite = values[np.isfinite(values)]
-    return MAD_TO_SIGMA * float(np.median(np.abs(finite - np.median(finite)))) if finite.size else float("nan")
+    return MAD_TO_SIGMA * finite_median(np.abs(finite - finite_median(finite))) if finite.size else float("nan")
 
 
 def robust_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
