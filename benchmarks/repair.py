@@ -30,6 +30,11 @@ guard's interventions are reported (accepted: within 0.01, no intervention).
 Success: the arm's model reaches `ACCURACY_SHARE` of the reference's test accuracy (classification) or a test loss
 at most `LOSS_FACTOR` times the reference's (regression). Time ratio: the arm's seconds / the untreated training's.
 A scenario that raises is a failure with its error shown. Every training arm starts from torch.manual_seed(0).
+
+Timing: the untreated training and every arm are timed `TIMING_REPEATS` times, interleaved (untreated, arm, arm, ...,
+untreated, arm, ...), each from a fresh `make()`; an arm's time ratio is the median of its per-repeat ratios, and the
+lowest and highest are kept (`time_ratios`). The repeats train the same models (every arm is seeded), so the metric
+is the first run's; a repeat whose metric differs is flagged (`nondeterministic`).
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ QUICK = ("mlp_sigmoid_deep_vanishing", "mlp_relu_negative_bias_dead", "mlp_momen
 #: Untimed steps on a copy of the untreated setup before its timed training: the first steps of a process (or of a
 #: new architecture) pay one-off costs (measured: a first 200-step run 5.8 s, the next ones 2.0 s and 2.2 s).
 WARMUP_STEPS = 5
+#: Times each training is timed, interleaved with the others of its scenario (one timing of a sub-second run on these
+#: machines is noise: one arm's ratio measured 2.08 in one run and 1.00 in the next).
+TIMING_REPEATS = 3
 #: Restarts at most, for every arm (gd.autotrain's max_rounds).
 ROUNDS = 3
 #: The arms that repair, by name: the policy each runs the autotrain loop with (None: gradient-doctor's own).
@@ -138,6 +146,7 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "time_ratio_mean": statistics.fmean(ratios) if ratios else math.nan,
         "nothing_applied": [r["name"] for r in rows if r.get("nothing_applied")],
         "errors": {r["name"]: r["error"] for r in rows if r.get("error")},
+        "nondeterministic": [r["name"] for r in rows if r.get("nondeterministic")],
     }
 
 
@@ -228,8 +237,10 @@ def autotrain_arm(setup: Setup, steps: int, policy: Any = None) -> dict[str, Any
     }
 
 
-def repair(scenario: Scenario, references: References, arms: Sequence[str] = tuple(ARMS)) -> dict[str, Any]:
-    """One broken scenario untreated and by every arm, against its reference; errors are recorded, never raised.
+def repair(scenario: Scenario, references: References, arms: Sequence[str] = tuple(ARMS),
+           repeats: int = TIMING_REPEATS) -> dict[str, Any]:
+    """One broken scenario untreated and by every arm, against its reference, timed `repeats` times interleaved;
+    errors are recorded, never raised.
 
     >>> repair(SCENARIOS["mlp_sigmoid_deep_vanishing"], References())["arms"]["autotrain"]["success"]
     True
@@ -251,6 +262,15 @@ def repair(scenario: Scenario, references: References, arms: Sequence[str] = tup
         return row
     for arm in arms:
         row["arms"][arm] = _arm(scenario, row, arm)
+    plain_seconds = [row["untreated_seconds"]]
+    for _ in range(repeats - 1):
+        plain_seconds.append(_plain_seconds(scenario))
+        for arm, out in row["arms"].items():
+            if out.get("error") is None:
+                setup = scenario.make()
+                seconds = autotrain_arm(setup, scenario.steps, ARMS[arm]())["seconds"]
+                _add_timing(out, seconds / plain_seconds[-1], metric(row["task"], evaluate(setup)) == out["metric"])
+    row["untreated_seconds"] = statistics.median(plain_seconds)
     return row
 
 
@@ -272,9 +292,31 @@ def _arm(scenario: Scenario, row: dict[str, Any], arm: str) -> dict[str, Any]:
     return out
 
 
-def harmless(scenario: Scenario) -> dict[str, Any]:
+def _plain_seconds(scenario: Scenario) -> float:
+    """A fresh untreated training's seconds, warmed up as the first one was."""
+    setup = scenario.make()
+    plain_arm(replica(setup), WARMUP_STEPS)
+    return plain_arm(setup, scenario.steps)
+
+
+def _add_timing(out: dict[str, Any], ratio: float, same_metric: bool) -> None:
+    """One more time ratio of an arm (`out`): `time_ratio` becomes the median of them all, `time_ratios` their lowest
+    and highest; a repeat that trained to another metric flags the arm `nondeterministic`.
+
+    >>> out = {"time_ratio": 1.5}; _add_timing(out, 1.1, True); _add_timing(out, 1.2, True); out["time_ratio"]
+    1.2
+    """
+    ratios = out.setdefault("all_time_ratios", [out["time_ratio"]])
+    ratios.append(ratio)
+    out["time_ratio"] = statistics.median(ratios)
+    out["time_ratios"] = [min(ratios), max(ratios)]
+    if not same_metric:
+        out["nondeterministic"] = True
+
+
+def harmless(scenario: Scenario, repeats: int = TIMING_REPEATS) -> dict[str, Any]:
     """A healthy scenario trained plainly and by gd.autotrain: the metric difference, the guard's actions, the
-    time ratio (errors recorded, never raised).
+    time ratio (timed `repeats` times, interleaved; errors recorded, never raised).
 
     >>> harmless(SCENARIOS["mlp_relu_healthy"])["difference"]
     0.0
@@ -294,6 +336,11 @@ def harmless(scenario: Scenario) -> dict[str, Any]:
         row["guard_actions"] = done["guard_actions"]
         row["time_ratio"] = done["seconds"] / seconds
         row["harmless"] = row["difference"] <= HARMLESS * max(1.0, abs(row["plain"]))
+        for _ in range(repeats - 1):
+            seconds = _plain_seconds(scenario)
+            auto = scenario.make()
+            ratio = autotrain_arm(auto, scenario.steps)["seconds"] / seconds
+            _add_timing(row, ratio, metric(auto.task, evaluate(auto)) == row["autotrain"])
     except Exception as err:
         row["error"] = f"{type(err).__name__}: {err}"
         row["harmless"] = False
@@ -322,7 +369,8 @@ def chosen(split: str, quick: bool, names: Sequence[str] | None) -> tuple[list[S
 
 
 def run_all(broken: Sequence[Scenario], healthy: Sequence[Scenario] = (), arms: Sequence[str] = tuple(ARMS),
-            progress: Callable[[int, str], None] = lambda done, name: None) -> tuple[list[dict], list[dict]]:
+            progress: Callable[[int, str], None] = lambda done, name: None,
+            repeats: int = TIMING_REPEATS) -> tuple[list[dict], list[dict]]:
     """(`repair` of each broken scenario, `harmless` of each healthy one), single-threaded torch, references
     shared; `progress(done, name)` before each.
 
@@ -337,11 +385,11 @@ def run_all(broken: Sequence[Scenario], healthy: Sequence[Scenario] = (), arms: 
         rows = []
         for done, scenario in enumerate(broken):
             progress(done, scenario.name)
-            rows.append(repair(scenario, references, arms))
+            rows.append(repair(scenario, references, arms, repeats))
         controls = []
         for done, scenario in enumerate(healthy, start=len(broken)):
             progress(done, scenario.name)
-            controls.append(harmless(scenario))
+            controls.append(harmless(scenario, repeats))
         return rows, controls
     finally:
         torch.set_num_threads(threads)
@@ -361,6 +409,14 @@ def _number(value: Any, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
+def _spread(timed: dict[str, Any]) -> str:
+    """ ' [low-high]' of a row's time ratios when it was timed more than once; a flag when a repeat trained to another
+    metric."""
+    low_high = f" [{_number(timed['time_ratios'][0], 2)}-{_number(timed['time_ratios'][1], 2)}]" \
+        if timed.get("time_ratios") else ""
+    return low_high + (" nondeterministic" if timed.get("nondeterministic") else "")
+
+
 def to_markdown(meta: dict[str, Any], rows: Sequence[dict[str, Any]], summaries: dict[str, dict[str, Any]],
                 controls: Sequence[dict[str, Any]]) -> str:
     """The report: how it was run, each arm's aggregate, the per-scenario table, autotrain's rounds, the healthy
@@ -376,7 +432,8 @@ def to_markdown(meta: dict[str, Any], rows: Sequence[dict[str, Any]], summaries:
              f"{meta['threads']} torch thread(s), {meta['seconds']:.1f} s in all.", "",
              f"Success: the arm's model reaches >= {ACCURACY_SHARE:.0%} of the reference's test accuracy, or a test "
              f"loss <= {LOSS_FACTOR}x the reference's, after the same number of steps. Time ratio: the arm's "
-             "seconds (checkups, treatments, watched training, restarts) / the untreated training's. Arms: "
+             "seconds (checkups, treatments, watched training, restarts) / the untreated training's, the median of "
+             f"{meta.get('repeats', 1)} interleaved timings (lowest-highest in brackets). Arms: "
              "**autotrain** = `gd.autotrain`; **random** = the same loop choosing one or two random remedies and a "
              "random learning-rate factor whenever it acts; **autotrainer** = the same loop with AUTOTRAINER's "
              f"problem -> solution table (benchmarks/repair_baselines.py). At most {ROUNDS} restarts each.", "",
@@ -399,7 +456,7 @@ def to_markdown(meta: dict[str, Any], rows: Sequence[dict[str, Any]], summaries:
             a = r["arms"][arm]
             cells.append("error" if a.get("error") else
                          f"{'**' if a['success'] else ''}{_number(a['metric'])}{'**' if a['success'] else ''} "
-                         f"({_number(a['time_ratio'])})")
+                         f"({_number(a['time_ratio'])}{_spread(a)})")
         lines.append(f"| {r['name']} | {r['label']} | {'accuracy' if r['task'] == 'classification' else 'loss'} | "
                      f"{_number(r['untreated'])} | {_number(r['reference'])} | " + " | ".join(cells) + " |")
     lines += ["", "## What gd.autotrain did", ""]
@@ -427,7 +484,7 @@ def to_markdown(meta: dict[str, Any], rows: Sequence[dict[str, Any]], summaries:
                 continue
             lines.append(f"| {c['name']} | {_number(c['plain'])} | {_number(c['autotrain'])} | "
                          f"{_number(c['difference'])} | {c['guard_actions']} | {'; '.join(c['rounds'])} | "
-                         f"{_number(c['time_ratio'])} |")
+                         f"{_number(c['time_ratio'])}{_spread(c)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -444,7 +501,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenarios", nargs="+", metavar="NAME", help="these scenarios only")
     parser.add_argument("--arms", nargs="+", choices=tuple(ARMS), default=list(ARMS), help="the repairing arms to run")
     parser.add_argument("--no-controls", action="store_true", help="skip the healthy scenarios")
+    parser.add_argument("--repeats", type=int, default=TIMING_REPEATS,
+                        help="timings of each training, interleaved (the time ratio is their median)")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1; got {args.repeats}")
     broken, healthy = chosen(args.split, args.quick, args.scenarios)
     if args.no_controls:
         healthy = []
@@ -459,13 +520,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         total = len(broken) + len(healthy)
         task = bar.add_task("repair", total=total)
         rows, controls = run_all(broken, healthy, args.arms,
-                                 lambda done, name: bar.update(task, completed=done, description=f"repair {name}"))
+                                 lambda done, name: bar.update(task, completed=done, description=f"repair {name}"),
+                                 args.repeats)
         bar.update(task, completed=total, description="repair")
     meta = {"selection": selection, "command": "python -m benchmarks.repair " + " ".join(sys.argv[1:] if argv is None
                                                                                           else argv),
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "machine": f"{platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-            "torch": torch.__version__, "threads": 1, "seconds": time.perf_counter() - start}
+            "torch": torch.__version__, "threads": 1, "repeats": args.repeats, "seconds": time.perf_counter() - start}
     summaries = {arm: aggregate(arm_rows(rows, arm)) for arm in args.arms}
     markdown = to_markdown(meta, rows, summaries, controls)
     print(markdown)
