@@ -5,6 +5,7 @@ untreated one)."""
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 import torch
@@ -102,7 +103,7 @@ def _plain_torch_accuracy(name: str, steps: int) -> float:
 def test_quick_subset_meets_the_floor():
     broken, healthy = repair.chosen("test", quick=True, names=None)
     assert [s.name for s in broken] == list(repair.QUICK) and healthy == []
-    rows, _ = repair.run_all(broken, arms=("autotrain",))
+    rows, _ = repair.run_all(broken, arms=("autotrain",), repeats=2)
     flat = repair.arm_rows(rows, "autotrain")
     summary = repair.aggregate(flat)
     assert summary["errors"] == {}
@@ -110,6 +111,9 @@ def test_quick_subset_meets_the_floor():
     for row, arm in zip(rows, flat):
         assert arm["gain"] > 0, (row["name"], row["untreated"], arm["metric"])
         assert arm["time_ratio"] > 0
+        # timed twice, interleaved: the ratio is the median of both, and the repeat trained the same model
+        assert len(arm["all_time_ratios"]) == 2 and arm["time_ratio"] == statistics.median(arm["all_time_ratios"])
+        assert not arm.get("nondeterministic"), row["name"]
     first = rows[0]  # its reference arm against a hand-written training loop
     assert first["reference"] == pytest.approx(_plain_torch_accuracy(SCENARIOS[first["name"]].reference,
                                                                     SCENARIOS[first["name"]].steps), abs=0.01)
