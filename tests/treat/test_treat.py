@@ -13,6 +13,7 @@ import gradient_doctor as gd
 from gradient_doctor.cli import main as cli_main
 from gradient_doctor.lab.tasks import LastStepRegressor, adding_problem
 from gradient_doctor.lab.tasks import plain_mlp as mlp
+from gradient_doctor.treat import treatment
 from gradient_doctor.treat.render import compact_diff, to_text
 
 
@@ -185,6 +186,24 @@ def test_the_checkup_runs_once_when_treat_finds_the_remedies_itself():
     t = gd.treat(model, inputs=x)
     assert t.applied and t.after.healthy
     assert t.before.to_dict() == gd.checkup(model, x).to_dict()
+
+
+def test_a_checkup_the_caller_took_is_not_taken_again_and_treats_alike(monkeypatch):
+    torch.manual_seed(0)
+    model = mlp(20, 32, nn.Sigmoid)
+    x = torch.randn(64, 32)
+    diag = gd.checkup(model, x)
+    taken = []
+    monkeypatch.setattr(treatment, "checkup", lambda m, *a, **k: taken.append(m) or gd.checkup(m, *a, **k))
+    plain = gd.treat(model, diag, inputs=x)
+    checkups = len(taken)
+    reused = gd.treat(model, diag, inputs=x, before=diag)
+    assert reused.before is diag and len(taken) == 2 * checkups - 1
+    assert (reused.applied, reused.rejected, reused.after.to_dict()) == (plain.applied, plain.rejected,
+                                                                         plain.after.to_dict())
+    assert all(torch.equal(a, b) for a, b in zip(reused.model.state_dict().values(), plain.model.state_dict().values()))
+    with pytest.raises(TypeError, match="before must be the checkup"):
+        gd.treat(model, diag, inputs=x, before=gd.Diagnosis(diag.findings))
 
 
 def test_a_remedy_whose_model_cannot_run_the_batch_is_rolled_back():

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,11 +116,10 @@ class _Loop:
 
     def run(self, max_rounds: int, start: float) -> AutoTrainResult:
         model, optimizer = self.user_model, self.user_optimizer
-        initial = copy.deepcopy(model)  # the weights a restart starts from
-        decision = self.policy.at_init(self._checkup(model))
+        initial = _Start(copy.deepcopy(model), self._checkup(model))
+        decision = self.policy.at_init(initial.checkup)
         if decision.action == "restart":
-            model, optimizer, round0 = self._treat(initial, decision, 0, lr_scale=1.0)
-            initial = copy.deepcopy(model)
+            model, optimizer, round0, initial = self._treat(initial, decision, 0, lr_scale=1.0)
         else:
             round0 = Round(0, [], "go_on", decision.why)
         self.rounds.append(round0)
@@ -130,15 +130,15 @@ class _Loop:
             if restart is None:
                 break
             restarts += 1
-            model, optimizer = restart
-            initial = copy.deepcopy(model)
+            model, optimizer, initial = restart
         return AutoTrainResult(model, optimizer, self.rounds, run, self.interventions,
                                sum(r.steps for r in self.rounds), time.perf_counter() - start)
 
     # -- a round of watched training ------------------------------------------------------------
-    def _train(self, model: nn.Module, optimizer: torch.optim.Optimizer, index: int, initial: nn.Module,
-               restarts_left: int) -> tuple[tuple[nn.Module, torch.optim.Optimizer] | None, Run]:
-        """One round; returns (the re-treated model and optimizer to restart with, or None at the end, the Run)."""
+    def _train(self, model: nn.Module, optimizer: torch.optim.Optimizer, index: int, initial: _Start,
+               restarts_left: int) -> tuple[tuple[nn.Module, torch.optim.Optimizer, _Start] | None, Run]:
+        """One round; returns (the re-treated model, optimizer and start to restart with, or None at the end, the
+        Run)."""
         log_dir = None if self.log_dir is None else Path(self.log_dir) / f"round-{index}"
         record = Round(index, [], "go_on", log_dir=None if log_dir is None else str(log_dir))
         self.rounds.append(record)
@@ -175,24 +175,24 @@ class _Loop:
         self.interventions.sort(key=lambda i: (i.detail["round"], i.step))
         return restart, run
 
-    def _restart(self, initial: nn.Module, decision: Decision, record: Round,
-                 optimizer: torch.optim.Optimizer) -> tuple[nn.Module, torch.optim.Optimizer] | None:
-        """The re-treated initial model and its optimizer, or None when the policy would rather go on (a
+    def _restart(self, initial: _Start, decision: Decision, record: Round,
+                 optimizer: torch.optim.Optimizer) -> tuple[nn.Module, torch.optim.Optimizer, _Start] | None:
+        """The re-treated initial model, its optimizer and start, or None when the policy would rather go on (a
         re-treatment that changes nothing, see `DoctorPolicy.unremedied`). The learning rates carry what the
         round did to them (adjustments, rollbacks) times the decision's factor."""
         lr_scale = optimizer.param_groups[0]["lr"] / self.base_lrs[0] if self.base_lrs[0] else 1.0
-        model, optimizer, told = self._treat(copy.deepcopy(initial), decision, record.index, lr_scale)
+        model, optimizer, told, start = self._treat(initial, decision, record.index, lr_scale)
         if not told.applied and decision.lr_factor == 1 and not told.clipping:
             decision = self.policy.unremedied(decision)
             if decision.action != "restart":
                 record.findings += [k for k in _names(decision) if k not in record.findings]
                 return None
-            model, optimizer, told = self._treat(copy.deepcopy(initial), decision, record.index, lr_scale)
+            model, optimizer, told, start = self._treat(initial, decision, record.index, lr_scale)
         record.action, record.why = "restart", decision.why
         record.findings += [k for k in _names(decision) if k not in record.findings]
         record.applied, record.rejected = told.applied, told.rejected
         record.clipping, record.lr_factor = told.clipping, told.lr_factor
-        return model, optimizer
+        return model, optimizer, start
 
     def _adjust(self, model: nn.Module, optimizer: torch.optim.Optimizer, decision: Decision, index: int,
                 step: int) -> None:
@@ -213,11 +213,12 @@ class _Loop:
         subject, inputs, targets, loss_fn = self._subject(model)
         return checkup(subject, inputs, targets, loss_fn)
 
-    def _treat(self, model: nn.Module, decision: Decision, index: int, lr_scale: float):
+    def _treat(self, start: _Start, decision: Decision, index: int, lr_scale: float):
         """The treated model, its optimizer (the user's class and hyperparameters, the learning rates scaled by
-        `lr_scale` and the decision's factor, clipping attached) and the Round that tells it."""
-        subject, inputs, targets, loss_fn = self._subject(model)
-        treatment = treat(subject, decision.remedies, inputs, targets, loss_fn)
+        `lr_scale` and the decision's factor, clipping attached), the Round that tells it and the treated start.
+        `start.model` is left as it is: treat works on a copy."""
+        subject, inputs, targets, loss_fn = self._subject(start.model)
+        treatment = treat(subject, decision.remedies, inputs, targets, loss_fn, before=start.checkup)
         treated = treatment.model.model if self.step_fn is not None else treatment.model
         new_clipping = [n for n in dict.fromkeys(decision.clipping + treatment.training) if n not in self.clipping]
         self.clipping += new_clipping
@@ -228,7 +229,7 @@ class _Loop:
                        applied=list(treatment.applied),
                        rejected=[f"{name}: {why}" for name, why in treatment.rejected], clipping=new_clipping,
                        lr_factor=decision.lr_factor)
-        return treated, optimizer, record
+        return treated, optimizer, record, _Start(copy.deepcopy(treated), treatment.after)
 
     def _subject(self, model: nn.Module) -> tuple[nn.Module, Any, Any, Callable | None]:
         """What checkup and treat see: the model on the first batch, or with `step_fn` the model wrapped so that
@@ -240,6 +241,15 @@ class _Loop:
 
 
 _PREFIX = "model."
+
+
+@dataclass(frozen=True)
+class _Start:
+    """The weights a restart starts from (a copy, never trained) and their checkup on the first batch, which
+    `gd.treat` then need not take again: `_Start(copy.deepcopy(model), checkup(model, x, y, loss_fn))`."""
+
+    model: nn.Module
+    checkup: Diagnosis
 
 
 def _check_due(done: int, every: int) -> bool:

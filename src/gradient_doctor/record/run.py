@@ -450,8 +450,14 @@ def _checked_metrics(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _align(steps: np.ndarray, at: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Rows of `values` (recorded at steps `at`) placed on the full `steps` axis, NaN elsewhere."""
+    """Rows of `values` (recorded at steps `at`) placed on the full `steps` axis (ascending, unique), NaN elsewhere.
+
+        >>> _align(np.array([0, 10, 20]), np.array([10, 15]), np.array([1.0, 2.0]))
+        array([nan,  1., nan])
+    """
     out = np.full((len(steps),) + values.shape[1:], np.nan)
-    known = np.isin(at, steps)
-    out[np.searchsorted(steps, at[known])] = values[known]
+    index = np.searchsorted(steps, at)
+    known = index < len(steps)
+    known[known] = steps[index[known]] == at[known]  # `at` in `steps`, without np.isin's sort
+    out[index[known]] = values[known]
     return out

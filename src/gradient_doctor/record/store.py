@@ -335,13 +335,20 @@ class RunStore:
 
     def _decoded(self, entity: str, metric: str, width: int,
                  rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
-        """(steps, values[steps, width]) of (step, blob) rows; a RecordError for a blob of another size."""
-        decoded = self._frombuffers(entity, metric, rows)
-        if any(d.size != width for d in decoded):
-            raise RecordError(f"corrupt run record {str(self.path)!r}: {entity} metric {metric!r} has "
-                              f"{next(d.size for d in decoded if d.size != width)} values at one step, expected {width}.")
+        """(steps, values[steps, width]) of (step, blob) rows, decoded in one piece (read-only); a RecordError for a
+        blob that is not `width` float64s."""
+        size = width * np.dtype(BLOB_DTYPE).itemsize
+        for _, data in rows:
+            if not isinstance(data, bytes) or len(data) != size:
+                raise self._malformed(entity, metric, width, data)
         steps = np.array([s for s, _ in rows], dtype=np.int64)
-        return steps, np.array(decoded).reshape(len(rows), width) if rows else np.full((0, width), np.nan)
+        return steps, np.frombuffer(b"".join(data for _, data in rows), dtype=BLOB_DTYPE).reshape(len(rows), width)
+
+    def _malformed(self, entity: str, metric: str, width: int, data: object) -> RecordError:
+        """The RecordError for a blob `data` that is not `width` float64s (raised here when it is no float64s)."""
+        (decoded,) = self._frombuffers(entity, metric, [(0, data)])
+        return RecordError(f"corrupt run record {str(self.path)!r}: {entity} metric {metric!r} has {decoded.size} "
+                           f"values at one step, expected {width}.")
 
     def blobs(self, entity: str, metric: str, since: int | None = None) -> list[tuple[int, np.ndarray]]:
         """(step, decoded float64 blob) of every row stored for `metric` of `entity` at steps ≥ `since`, by step."""

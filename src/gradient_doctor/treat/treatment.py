@@ -85,6 +85,7 @@ def treat(
     trial_optimizer: OptimizerFactory = default_optimizer,
     max_applied: int = 8,
     seed: int = 0,
+    before: Diagnosis | None = None,
 ) -> Treatment:
     """Treat `model` with the remedies a diagnosis ranks (or the names given), verified on the batch `inputs`.
 
@@ -97,6 +98,8 @@ def treat(
     `inputs`, `targets`, `loss_fn` are as for `checkup`. The model is deep-copied unless `inplace=True`, in which
     case the treated structure and weights are moved into `model` itself (when its root type is unchanged).
     Device and dtype are preserved. `reduce_depth` and `greedy_pretrain` run only when named explicitly.
+    `before`: the checkup of `model` on this batch (`checkup(model, inputs, targets, loss_fn, seed=seed)`) when the
+    caller already took it (`gd.autotrain` does): it is not taken again.
     """
     if not isinstance(model, nn.Module):
         raise InvalidType(f"model must be a torch.nn.Module; got {type(model).__name__}{backend_hint(model)}")
@@ -106,6 +109,8 @@ def treat(
     for name, value in (("trial_steps", trial_steps), ("max_applied", max_applied)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidValue(f"{name} must be a non-negative int; got {value!r}")
+    if before is not None and (not isinstance(before, Diagnosis) or before.measurement is None):
+        raise InvalidType(f"before must be the checkup of the model on this batch (gd.checkup); got {before!r:.80}")
     names, explicit = _remedy_names(diagnosis_or_remedies) if diagnosis_or_remedies is not None else ([], False)
     remedies = [lookup(name) for name in names]
 
@@ -119,7 +124,7 @@ def treat(
     structure = architecture(model)
     origin_names = {id(p): name for name, p in model.named_parameters()}
     current = copy.deepcopy(model)
-    before = check(current)
+    before = check(current) if before is None else before
     state = _State(current, before, Health.of(before), trial(current) if trial_steps else math.nan)
     if diagnosis_or_remedies is None:
         remedies = [lookup(name) for name in _remedy_names(before)[0]]

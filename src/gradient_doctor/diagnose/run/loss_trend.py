@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...record.history import History
+from ...record.history import History, finite_median
 from .series import head, noise, robust_line, tail
 
 #: Fewer finite losses than this in the window give no trend: the rules stay silent.
@@ -43,6 +43,6 @@ def _trend(h: History) -> Trend | None:
     slope, intercept = robust_line(steps, loss)
     return Trend(
         drift=slope * float(steps[-1] - steps[0]), noise=noise(loss - (intercept + slope * steps)),
-        start=float(np.median(head(loss, EDGE_POINTS))), end=float(np.median(tail(loss, EDGE_POINTS))),
+        start=finite_median(head(loss, EDGE_POINTS)), end=finite_median(tail(loss, EDGE_POINTS)),
         points=int(finite.sum()),
     )

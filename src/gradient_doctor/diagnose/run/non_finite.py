@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...record.history import History
+from ...record.history import History, finite_median
 from ..finding import Finding
 from ..ranking import init_for, ranked
 from ..rationale import rationale
@@ -94,7 +94,7 @@ def _loss_broken(h: History, corroborated: np.ndarray) -> np.ndarray:
     broken = np.isinf(h.loss)
     recorded = h.steps[np.isfinite(h.loss)]
     if recorded.size >= 2:
-        period = max(int(np.median(np.diff(recorded))), 1)
+        period = max(int(finite_median(np.diff(recorded))), 1)
         on_cadence = ((h.steps - recorded[0]) % period == 0) & (h.steps > recorded[0])
         broken |= np.isnan(h.loss) & on_cadence & corroborated
     return broken

@@ -72,8 +72,10 @@ def loss_oscillation(h: History) -> list[Finding]:
     if not pairs.any() or not (level > 0).all():
         return []
     crossing = float(np.mean(signs[1:][pairs] != signs[:-1][pairs]))
+    if crossing < CROSSING_SHARE:
+        return []
     swing = float(np.median(np.abs(residual) / level))
-    if crossing < CROSSING_SHARE or not swing > SWING:
+    if not swing > SWING:
         return []
     remedies = ranked("decrease_lr", "clip_grad_norm", "insert_norm:batch")
     measured = f"the loss crossed its local level on {crossing:.0%} of {int(pairs.sum())} steps, swinging " \

@@ -13,14 +13,14 @@ import math
 
 import numpy as np
 
-from ...record.history import History
+from ...record.history import History, finite_median
 from ..finding import Finding
 from ..ranking import ranked
 from ..rationale import rationale
 from .dead_units import dead_units
 from .loss_trend import loss_trend
 from .saturation import saturated_activation
-from .series import median, rounded
+from .series import rounded
 from .vanishing import vanishing_gradient
 
 #: Flat: the robust line's change over the whole window is at most one noise standard deviation
@@ -113,16 +113,13 @@ def _span(h: History) -> int:
 
 def _typical_step(h: History) -> float:
     """The median over the trainable layers of their median relative update per step."""
-    relative = h.relative_update()
-    steps = [median(relative[:, i]) for i in h.trainable()]
-    steps = [m for m in steps if np.isfinite(m)]
-    return float(np.median(steps)) if steps else math.nan
+    steps = [m for m in h.median_relative_update()[h.trainable()].tolist() if np.isfinite(m)]
+    return finite_median(np.array(steps)) if steps else math.nan
 
 
 def _movement(h: History) -> float | None:
     """The largest weight movement over the trainable layers, or None when no update was recorded."""
-    relative = h.relative_update()
     span = _span(h)
-    moves = [median(relative[:, i]) * span for i in h.trainable()]
+    moves = [m * span for m in h.median_relative_update()[h.trainable()].tolist()]
     moves = [m for m in moves if np.isfinite(m)]
     return max(moves) if moves else None

@@ -47,7 +47,7 @@ def robust_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         x_fit, y_fit = x, y
     i, j = np.triu_indices(x_fit.size, k=1)
     dx = x_fit[j] - x_fit[i]
-    slope = float(np.median((y_fit[j] - y_fit[i])[dx != 0] / dx[dx != 0]))
+    slope = finite_median((y_fit[j] - y_fit[i])[dx != 0] / dx[dx != 0])  # finite points: no NaN among the slopes
     return slope, float(np.median(y - slope * x))
 
 

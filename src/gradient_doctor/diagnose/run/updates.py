@@ -32,8 +32,7 @@ def large_updates(h: History) -> list[Finding]:
     """A warning when the median trainable layer moves more than LARGE_STEP of its weights per step and the loss has
     not fallen below KEPT_PROGRESS of its starting level."""
     trainable = h.trainable()
-    relative = h.relative_update()
-    steps = {h.layers[i]: median(relative[:, i]) for i in trainable}
+    steps = dict(zip([h.layers[i] for i in trainable], h.median_relative_update()[trainable].tolist()))
     steps = {name: step for name, step in steps.items() if np.isfinite(step)}
     if not steps:
         return []
@@ -45,7 +44,7 @@ def large_updates(h: History) -> list[Finding]:
         return []
     largest = sorted(steps, key=steps.get, reverse=True)
     # where the large steps began: the first recorded step whose median trainable layer moved more than LARGE_STEP
-    by_step = (median(row) for row in relative[:, trainable])  # NaN (never above) where no update was recorded
+    by_step = (median(row) for row in h.relative_update()[:, trainable])  # NaN (never above) where no update was recorded
     first_step = next((int(step) for step, typical_then in zip(h.steps, by_step) if typical_then > LARGE_STEP), None)
     remedies = ranked("decrease_lr", "clip_grad_norm")
     measured = (f"the median trainable layer moves {typical:.2g} of its weight norm per step (healthy: about 1e-3), "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...record.history import History
+from ...record.history import History, column_medians
 from ..finding import Finding
 from ..ranking import for_vanishing
 from ..rationale import rationale
@@ -51,10 +51,8 @@ def vanishing_gradient(h: History) -> list[Finding]:
         return []
     names = [h.layers[i] for i in trainable]
     rms = h.values["grad_norm"][:, trainable] / np.sqrt(h.numel[trainable])
-    grad = np.array([median(column) for column in rms.T])
-    update = np.array([median(column) for column in h.relative_update()[:, trainable].T])
-    step_rms = h.values["update_norm"][:, trainable] / np.sqrt(h.numel[trainable])
-    step = np.array([median(column) for column in step_rms.T])
+    grad, update = column_medians(rms), h.median_relative_update()[trainable]
+    step = column_medians(h.values["update_norm"][:, trainable] / np.sqrt(h.numel[trainable]))
     upper = len(trainable) // 2  # positions upper.. (forward order) are the upper half, the rest the lower half
     reference_grad, reference_update = median(grad[upper:]), median(update[upper:])
     if not reference_grad > 0:

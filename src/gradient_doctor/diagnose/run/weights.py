@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...record.history import History
+from ...record.history import History, finite_median
 from ..finding import Finding
 from ..ranking import init_for, ranked
 from ..rationale import rationale
@@ -31,7 +31,7 @@ def weights_collapsing(h: History) -> list[Finding]:
     for i in h.trainable():
         if np.isfinite(norms[:, i]).sum() < 2 * EDGE_POINTS:  # the two ends must not share values
             continue
-        early, late = np.median(head(norms[:, i], EDGE_POINTS)), np.median(tail(norms[:, i], EDGE_POINTS))
+        early, late = finite_median(head(norms[:, i], EDGE_POINTS)), finite_median(tail(norms[:, i], EDGE_POINTS))
         if early > 0:
             ratios[h.layers[i]] = (float(late / early), float(early))
     hit = {name: ratio for name, ratio in ratios.items() if ratio[0] < WARNING}
