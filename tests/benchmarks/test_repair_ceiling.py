@@ -34,3 +34,9 @@ def test_fixes_change_what_they_name_and_nothing_else():
         repair_ceiling.FIXES["saturating -> relu, he"](model)
     assert isinstance(model[1], nn.ReLU)
     assert abs(model[0].weight.var().item() - 2 / 5) < 0.4  # He: variance 2 / fan_in, 40 draws
+
+
+def test_every_healthy_twin_is_a_known_fix_that_applies_to_its_scenario():
+    for name, fix in repair_ceiling.TWINS.items():
+        assert fix in repair_ceiling.FIXES and fix != "as built", (name, fix)
+        assert repair_ceiling._applicable(fix, SCENARIOS[name].make().model), (name, fix)
