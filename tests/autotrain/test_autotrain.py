@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -225,3 +226,18 @@ def test_a_learning_rate_far_too_large_restarts_early_from_the_initial_weights()
     early = policy.at_check(gd.Diagnosis([diverged]), step=30, steps=150, restarts_left=1)
     assert (early.action, early.lr_factor, early.clipping) == ("restart", 0.1, ["clip_grad_norm"])
     assert policy.at_check(gd.Diagnosis([diverged]), step=30, steps=150, restarts_left=0).action == "adjust"
+
+
+def test_the_detail_statistics_get_three_points_per_first_check_window_whatever_the_budget():
+    """Checks come after max(30, steps // 10) steps: the statistics taken every n-th step are taken 3 times in that
+    window, every 10th step on short budgets and sparser (cheaper) on long ones; gradient norms every step."""
+    batches = _data()
+    for steps, every in ((120, 10), (900, 30)):
+        model = _mlp()
+        result = gd.autotrain(model, torch.optim.Adam(model.parameters(), lr=1e-3), batches,
+                              nn.functional.cross_entropy, steps=steps)
+        run = result.run
+        taken = run.steps[np.isfinite(run.history("weight_norm")[:, 0])]
+        assert np.array_equal(np.diff(taken), np.full(len(taken) - 1, every)), (steps, taken[:5])
+        assert len(taken) == steps // every
+        assert np.isfinite(run.history("grad_norm")[:, 0]).all() and len(run.steps) == steps

@@ -42,9 +42,9 @@ from .batches import Batches, StepFn, batch_loss, check_loss, check_optimizer
 from .policy import Decision, DoctorPolicy, Policy
 from .result import AutoTrainResult, Round
 
-#: Watch cadences while autotraining: gradient norms every step (the guard reads them), the rest every 10th step so
-#: that a check after 30 steps has enough points of every series.
-CADENCE = {"every": 1, "detail_every": 10, "update_every": 10, "activation_every": 10}
+#: Points of the every-n-th-step series (detail, update, activation statistics) in the first check's window: enough
+#: for the rules' medians; the gradient norms are taken every step (the guard reads them).
+POINTS_PER_CHECK = 3
 _CLIP_METHODS = {"clip_grad_norm": "norm", "clip_grad_value": "value", "adaptive_clip": "agc"}
 
 
@@ -144,7 +144,8 @@ class _Loop:
         self.rounds.append(record)
         restart, since, losses = None, 0, []
         model.train()
-        with watch(model, optimizer, log_dir=log_dir, guard=True, flush_every=self.check_every, **CADENCE) as run:
+        with watch(model, optimizer, log_dir=log_dir, guard=True, flush_every=self.check_every,
+                   **cadence(self.check_every)) as run:
             batches = self.data.cycle()
             for step in range(self.steps):
                 optimizer.zero_grad(set_to_none=True)
@@ -250,6 +251,18 @@ class _Start:
 
     model: nn.Module
     checkup: Diagnosis
+
+
+def cadence(check_every: int) -> dict[str, int]:
+    """The watch's cadences while autotraining: gradient norms every step, the other statistics POINTS_PER_CHECK
+    times per check window (every 10th step at the first check's floor of 30 steps; sparser, and cheaper, on long
+    budgets).
+
+    >>> cadence(30), cadence(200)["detail_every"]
+    ({'every': 1, 'detail_every': 10, 'update_every': 10, 'activation_every': 10}, 66)
+    """
+    sparse = max(1, check_every // POINTS_PER_CHECK)
+    return {"every": 1, "detail_every": sparse, "update_every": sparse, "activation_every": sparse}
 
 
 def _check_due(done: int, every: int) -> bool:
