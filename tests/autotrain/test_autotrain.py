@@ -93,6 +93,7 @@ def test_a_plateau_raises_the_learning_rate_in_place_like_plain_adam_told_at_the
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-7 * scaled[0].detail["factor"])
     assert [r.action for r in result.rounds] == ["go_on", "go_on"] and result.rounds[1].steps == 90  # no restart
     assert result.rounds[1].findings == ["loss_plateau (warning)"]
+    assert f"round 1: lr scaled at step 29 (factor {scaled[0].detail['factor']:.3g}" in str(result)  # no "x1"
     twin = torch.optim.Adam(hand.parameters(), lr=1e-7)
     cycle = (b for _ in range(90) for b in batches)
     for step in range(90):
@@ -115,6 +116,7 @@ def test_nan_batches_are_skipped_and_training_stays_finite():
                           nn.functional.cross_entropy, steps=40)
     skipped = [i.step for i in result.interventions if i.kind == "skipped_update"]
     assert skipped[:5] == [3, 11, 19, 27, 35]  # the poisoned batch, once per 8-batch epoch
+    assert f"skipped update {len(skipped)} times at steps 3, 11, 19, 27, 35" in str(result)
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
     assert not result.healthy  # updates of the last round were skipped: not a healthy run, whatever the rules say
 

@@ -72,7 +72,7 @@ class AutoTrainResult:
             i.kind in ("skipped_update", "rolled_back") for i in self.interventions if i.detail.get("round") == last)
 
     def action_lines(self) -> list[str]:
-        """The actions in the loop, one line per round and kind: `round 2: skipped update x38 at steps 2, 10, ...`."""
+        """The actions in the loop, one line per round and kind: `round 2: skipped update 38 times at steps 2, 10, ...`."""
         return _grouped(self.interventions)
 
     def __str__(self) -> str:
@@ -92,7 +92,7 @@ def _grouped(interventions: list[Intervention], shown: int = 6) -> list[str]:
     only one when there is one.
 
     >>> _grouped([Intervention(2, "skipped_update", {"round": 1}), Intervention(10, "skipped_update", {"round": 1})])
-    ['round 1: skipped update x2 at steps 2, 10']
+    ['round 1: skipped update 2 times at steps 2, 10']
     """
     groups: dict[tuple[object, str], list[Intervention]] = {}
     for action in interventions:
@@ -105,6 +105,7 @@ def _grouped(interventions: list[Intervention], shown: int = 6) -> list[str]:
             detail = {k: v for k, v in actions[0].detail.items() if k != "round"}
             told = " (" + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                                     for k, v in detail.items()) + ")" if detail else ""
-        lines.append(f"round {round_index}: {kind.replace('_', ' ')} x{len(actions)} at step{'s' * (len(actions) > 1)} "
+        times = f" {len(actions)} times" if len(actions) > 1 else ""  # not "x1": read as a factor beside lr scaled
+        lines.append(f"round {round_index}: {kind.replace('_', ' ')}{times} at step{'s' * (len(actions) > 1)} "
                      f"{steps}{told}")
     return lines
