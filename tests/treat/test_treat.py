@@ -204,6 +204,9 @@ def test_a_checkup_the_caller_took_is_not_taken_again_and_treats_alike(monkeypat
     assert all(torch.equal(a, b) for a, b in zip(reused.model.state_dict().values(), plain.model.state_dict().values()))
     with pytest.raises(TypeError, match="before must be the checkup"):
         gd.treat(model, diag, inputs=x, before=gd.Diagnosis(diag.findings))
+    other = nn.Sequential(nn.Linear(32, 8), nn.ReLU(), nn.Sequential(nn.Linear(8, 8)))  # layers "2.0" etc.
+    with pytest.raises(ValueError, match=r"layers the model does not have: \['2.0'\]"):
+        gd.treat(model, diag, inputs=x, before=gd.checkup(other, x))
 
 
 def test_a_remedy_whose_model_cannot_run_the_batch_is_rolled_back():

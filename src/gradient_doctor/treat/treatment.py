@@ -109,8 +109,8 @@ def treat(
     for name, value in (("trial_steps", trial_steps), ("max_applied", max_applied)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidValue(f"{name} must be a non-negative int; got {value!r}")
-    if before is not None and (not isinstance(before, Diagnosis) or before.measurement is None):
-        raise InvalidType(f"before must be the checkup of the model on this batch (gd.checkup); got {before!r:.80}")
+    if before is not None:
+        _check_before(model, before)
     names, explicit = _remedy_names(diagnosis_or_remedies) if diagnosis_or_remedies is not None else ([], False)
     remedies = [lookup(name) for name in names]
 
@@ -218,6 +218,21 @@ def _worth_retrying(remedy: Remedy, kept: list[Remedy]) -> bool:
     the same init on the same architecture only samples the same distribution again."""
     last = max((i for i, r in enumerate(kept) if r.name == remedy.name), default=None)
     return last is None or any(r.cost >= 1 for r in kept[last + 1:])
+
+
+def _check_before(model: nn.Module, before: Any) -> None:
+    """`before` must be a checkup (a Diagnosis with its measurement) of `model`: every layer it measured is a module
+    of `model` (a checkup of another model would make every comparison wrong).
+
+    >>> _check_before(model, gd.checkup(other_model, x))   # InvalidValue: names the layers model does not have
+    """
+    if not isinstance(before, Diagnosis) or before.measurement is None:
+        raise InvalidType(f"before must be the checkup of the model on this batch (gd.checkup); got {before!r:.80}")
+    modules = {name for name, _ in model.named_modules()}
+    foreign = [layer.name for layer in before.measurement.layers if layer.name not in modules]
+    if foreign:
+        raise InvalidValue(f"before must be the checkup of this model; it measured layers the model does not have: "
+                           f"{foreign[:5]}{' ...' if len(foreign) > 5 else ''}")
 
 
 def _remedy_names(source: Diagnosis | Sequence[str]) -> tuple[list[str], bool]:
