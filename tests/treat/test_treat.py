@@ -209,6 +209,29 @@ def test_a_checkup_the_caller_took_is_not_taken_again_and_treats_alike(monkeypat
         gd.treat(model, diag, inputs=x, before=gd.checkup(other, x))
 
 
+class _ScaledInputs(nn.Module):
+    """A model with a parameter of its own at the root: checkup names that layer by its class, not by ''."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(32))
+        self.body = mlp(20, 32, nn.Sigmoid)
+
+    def forward(self, x):
+        return self.body(x * self.scale)
+
+
+def test_before_is_taken_for_a_model_with_parameters_at_its_root():
+    torch.manual_seed(0)
+    model = _ScaledInputs()
+    x = torch.randn(64, 32)
+    diag = gd.checkup(model, x)
+    assert "_ScaledInputs" in [layer.name for layer in diag.measurement.layers]
+    reused, plain = gd.treat(model, diag, inputs=x, before=diag), gd.treat(model, diag, inputs=x)
+    assert reused.applied == plain.applied and reused.applied
+    assert all(torch.equal(a, b) for a, b in zip(reused.model.state_dict().values(), plain.model.state_dict().values()))
+
+
 def test_a_remedy_whose_model_cannot_run_the_batch_is_rolled_back():
     torch.manual_seed(0)
     model = mlp(5, 8, nn.Sigmoid)

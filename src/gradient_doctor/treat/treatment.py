@@ -31,6 +31,7 @@ from ..diagnose.finding import Diagnosis
 from ..errors import InvalidType, InvalidValue, NotApplicable, UnsafeRemedy
 from ..probe.batch.calling import Inputs
 from ..probe.keras_layers import backend_hint, is_keras
+from ..probe.layers import discover
 from .diff import architecture, architecture_diff
 from .health import Health, worse_reason
 from .optimizer import rebuild_optimizer
@@ -228,8 +229,8 @@ def _check_before(model: nn.Module, before: Any) -> None:
     """
     if not isinstance(before, Diagnosis) or before.measurement is None:
         raise InvalidType(f"before must be the checkup of the model on this batch (gd.checkup); got {before!r:.80}")
-    modules = {name for name, _ in model.named_modules()}
-    foreign = [layer.name for layer in before.measurement.layers if layer.name not in modules]
+    names = {layer.name for layer in discover(model)[0]}  # as checkup names them (the root: its class name)
+    foreign = [layer.name for layer in before.measurement.layers if layer.name not in names]
     if foreign:
         raise InvalidValue(f"before must be the checkup of this model; it measured layers the model does not have: "
                            f"{foreign[:5]}{' ...' if len(foreign) > 5 else ''}")
