@@ -78,6 +78,29 @@ def test_a_vanishing_sigmoid_stack_is_treated_at_init_and_trained_like_the_treat
         assert nn.functional.cross_entropy(result.model(x), y) < nn.functional.cross_entropy(untouched(x), y) - 0.05
 
 
+class _Scaled(nn.Module):
+    """A sigmoid stack behind an input scale of its own: a parameter at the root, as in many hand-written models."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(16))
+        self.body = _mlp(depth=14, activation=nn.Sigmoid)
+
+    def forward(self, x):
+        return self.body(x * self.scale)
+
+
+def test_a_model_with_parameters_at_its_root_is_treated_at_init_as_by_hand():
+    batches = _data()
+    model = _Scaled()
+    untouched = copy.deepcopy(model)
+    result = gd.autotrain(model, torch.optim.SGD(model.parameters(), lr=0.1), batches, nn.functional.cross_entropy,
+                          steps=30)
+    loss_fn = nn.functional.cross_entropy
+    by_hand = gd.treat(untouched, gd.checkup(untouched, *batches[0], loss_fn), *batches[0], loss_fn)
+    assert result.rounds[0].action == "treat" and result.rounds[0].applied == by_hand.applied != []
+
+
 def test_a_plateau_raises_the_learning_rate_in_place_like_plain_adam_told_at_the_check():
     """A learning rate far too small leaves the weights where they started: raising it in place loses nothing that a
     restart would win back, and spends no steps again. Redone by hand: plain Adam at 1e-7 for 30 steps, then at the
