@@ -14,6 +14,7 @@ whose parameters has a gradient gets NaN for the gradient metrics.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -33,7 +34,6 @@ from .tensor_stats import (
     host_norm_stats,
     sum_of_squares,
     tensor_stats,
-    use_fast_path,
 )
 
 _NAN = float("nan")
@@ -53,9 +53,9 @@ def gradient_blocks(
     """
     device = params[0].device
     on_host = fast if fast is not None else device.type == "cpu"  # decided before any per-parameter work
-    if on_host and not detail and reduce is None and all(p.grad is not None for p in params):
-        flats = [flat_view(p.grad) for p in params]
-        if use_fast_path(flats, fast):  # every gradient on the CPU (or the caller asked for it)
+    if on_host and not detail and reduce is None:
+        flats = _host_flats(params, fast)
+        if flats is not None:
             return norm_blocks_on_host(flats, rollup)
     if numel is None:
         numel = on_device(tuple(float(p.numel()) for p in params), torch.float64, device)
@@ -107,14 +107,31 @@ def norm_blocks_on_host(flats: list[Tensor], rollup: Rollup) -> tuple[Tensor, Te
     for param, layer in rollup.pairs:
         squares[layer] += sums[param]
         bad[layer] += nonfinite[param]
-    layer_block = np.full((4, rollup.n_layers), _NAN)
-    owned = rollup.owned_on_host
-    layer_block[0, owned] = np.sqrt(np.array(squares)[owned])  # IEEE sqrt: as math.sqrt and torch.sqrt_
-    layer_block[1, owned] = np.array(bad)[owned]
-    param_block = np.full((4, len(flats)), _NAN)
-    param_block[0] = np.sqrt(sums)
-    param_block[1] = nonfinite
+    unmeasured = [_NAN] * rollup.n_layers
+    owned = rollup.owned_layers
+    layer_block = np.array([  # math.sqrt is IEEE sqrt: as np.sqrt and torch.sqrt_
+        [math.sqrt(squares[i]) if i in owned else _NAN for i in range(rollup.n_layers)],
+        [bad[i] if i in owned else _NAN for i in range(rollup.n_layers)], unmeasured, unmeasured,
+    ])
+    unmeasured = [_NAN] * len(flats)
+    param_block = np.array([[math.sqrt(total) for total in sums], nonfinite, unmeasured, unmeasured])
     return torch.from_numpy(layer_block), torch.from_numpy(param_block)
+
+
+def _host_flats(params: list[Tensor], fast: bool | None) -> list[Tensor] | None:
+    """The flat views of every parameter's gradient for `norm_blocks_on_host`, or None when one has no gradient or
+    (unless `fast`) is not on the CPU: one pass over the parameters.
+
+        >>> _host_flats(list(model.parameters()), None)   # after backward() on the CPU
+        [tensor([...]), ...]
+    """
+    flats = []
+    for param in params:
+        grad = param.grad
+        if grad is None or (fast is None and not grad.is_cpu):
+            return None
+        flats.append(flat_view(grad))
+    return flats
 
 
 def weight_norms(

@@ -414,8 +414,8 @@ class Probe:
 
 
 def _numpy_rows(*blocks: Tensor) -> list[np.ndarray]:
-    """Blocks to write into a step's numpy buffer (CPU tensors: views, no copy)."""
-    return [block.cpu().numpy() for block in blocks]
+    """Blocks to write into a step's numpy buffer (CPU tensors: views, no copy, and no `.cpu()` call)."""
+    return [block.numpy() if block.is_cpu else block.cpu().numpy() for block in blocks]
 
 
 def _tensor_rows(*blocks: Tensor) -> tuple[Tensor, ...]:

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,9 +22,8 @@ class Rollup:
         #: layers that own at least one parameter (False for parameter-free activation modules)
         self.owns = torch.zeros(n_layers, dtype=torch.bool, device=device)
         self.owns[self.layer_index] = True
-        #: the same on the host, as a numpy mask
-        self.owned_on_host = np.zeros(n_layers, dtype=bool)
-        self.owned_on_host[np.array([layer for _, layer in pairs], dtype=np.int64)] = True
+        #: the same on the host, as a set of layer indices
+        self.owned_layers = frozenset(layer for _, layer in pairs)
 
     def sum(self, values: Tensor) -> Tensor:
         """Sum of `values` (float64, one per parameter; or rows × parameters) over each layer's
