@@ -51,6 +51,8 @@ _TABLE = (
           "chrono)", "init"),
     Entry("identity_recurrent_init", "identity recurrent weights and zero biases for ReLU RNNs (IRNN, Le et al. 2015)",
           "init"),
+    Entry("own_init", "the architecture's own init drawn again: a transformers (or nanoGPT-style) model's "
+          "_init_weights on every module; tried before a generic scheme on models that have one", "init"),
     Entry("zero_biases", "zero the biases and keep the weights: units a negative bias holds below zero fire again, "
           "and a chosen init (pretrained, identity recurrence) is kept", "init"),
     Entry("fixup", "rescale residual branches by depth so the output does not grow with depth (Fixup, Zhang et al. "

@@ -12,7 +12,7 @@ replaced); use the return value. A remedy with nothing to act on raises `gd.NotA
 from .activations import swap_activation
 from .clipping import adaptive_clip, clip_grad_norm, clip_grad_value
 from .depth import reduce_depth
-from .init import critical_init, he_init, orthogonal_init, xavier_init, zero_biases
+from .init import critical_init, he_init, orthogonal_init, own_init, xavier_init, zero_biases
 from .inputs import normalize_inputs
 from .lsuv import lsuv_init
 from .norm import insert_norm
@@ -24,6 +24,6 @@ from .residual import add_residual, fixup, rezero
 __all__ = [
     "adaptive_clip", "add_residual", "clip_grad_norm", "clip_grad_value", "critical_init", "fixup",
     "forget_gate_bias", "greedy_pretrain", "he_init", "identity_recurrent_init", "insert_norm", "lsuv_init",
-    "normalize_inputs", "orthogonal_init", "reduce_depth", "rezero", "swap_activation", "to_gru", "to_lstm",
+    "normalize_inputs", "orthogonal_init", "own_init", "reduce_depth", "rezero", "swap_activation", "to_gru", "to_lstm",
     "xavier_init", "zero_biases",
 ]

@@ -4,6 +4,7 @@
     >>> model = xavier_init(model)          # tanh/sigmoid nets (Glorot & Bengio 2010)
     >>> model = orthogonal_init(model)      # orthogonal weights (Saxe et al. 2014; Pennington et al. 2017)
     >>> model = critical_init(model)        # chi_1 = 1, delta-orthogonal convolutions (Xiao et al. 2018)
+    >>> model = own_init(model)             # a transformers (or nanoGPT-style) model's own _init_weights again
 
 Every init redraws, in place and on the parameters' own device and dtype, the weights of each nn.Linear,
 nn.Conv1d/2d/3d, nn.ConvTranspose1d/2d/3d, recurrent module (nn.RNN/LSTM/GRU and their cells) and
@@ -19,6 +20,7 @@ torch's global RNG.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Collection
 
@@ -139,6 +141,57 @@ def zero_biases(model: nn.Module) -> nn.Module:
         for bias in biases:
             bias.zero_()
     return model
+
+
+def own_init(model: nn.Module) -> nn.Module:
+    """Draw the initialisation the architecture ships with again: every module that defines `_init_weights(module)`
+    (transformers models; nanoGPT-style GPTs) applies it to its submodules, as its constructor did. A transformers
+    model gets its config's `initializer_range` and its own special cases (GPT-2's scaled residual projections, T5's
+    factors, Mamba's A and dt), which a generic scheme (He, Xavier, LSUV) does not restore.
+
+        >>> own_init(GPT2LMHeadModel(GPT2Config(n_layer=2))).transformer.h[0].attn.c_attn.weight.std()
+        tensor(0.0200, grad_fn=<StdBackward0>)
+
+    NotApplicable when no module has one (plain PyTorch and torchvision models initialise in `__init__`).
+    """
+    owners = own_initialisers(model)
+    if not owners:
+        raise NotApplicable("own_init: no module of the model defines _init_weights(module) (a transformers or "
+                            "nanoGPT-style model does)")
+    with torch.no_grad():
+        for owner in owners:
+            owner.apply(owner._init_weights)
+    return model
+
+
+def own_initialisers(model: nn.Module) -> list[nn.Module]:
+    """The outermost modules of `model` with an `_init_weights(module)` method (one positional parameter), the model
+    itself first when it has one: the modules whose own init `own_init` applies.
+
+        >>> own_initialisers(nn.Sequential(GPT2LMHeadModel(config), nn.Linear(4, 4)))   # [the GPT-2], not its .transformer
+    """
+    found: list[nn.Module] = []
+    inside: set[int] = set()
+    for module in model.modules():
+        if id(module) in inside:
+            continue
+        if _takes_one_module(getattr(module, "_init_weights", None)):
+            found.append(module)
+            inside.update(id(m) for m in module.modules())
+    return found
+
+
+def _takes_one_module(method: object) -> bool:
+    """A bound method called as `method(module)`: exactly one required parameter, a positional one (a user's
+    `_init_weights(self)` with none is another convention, not called)."""
+    if not callable(method):
+        return False
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    required = [p for p in parameters if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return len(required) == 1 and required[0].kind in (required[0].POSITIONAL_ONLY, required[0].POSITIONAL_OR_KEYWORD)
 
 
 def _initialise(model: nn.Module, remedy: str, draw: Callable[[Block], None],
