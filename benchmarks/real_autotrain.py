@@ -93,7 +93,8 @@ def compare(name: str, control: Control, steps: int) -> dict[str, Any]:
     harmful = acted and math.isfinite(plain_end) and not auto_end <= plain_end + HARM * abs(plain_end)
     return {"name": name, "steps": steps, "plain_end": _rounded(plain_end), "autotrain_end": _rounded(auto_end),
             "acted": acted, "harmful": harmful, "bit_identical": same, "rounds": [str(r) for r in result.rounds],
-            "interventions": [str(i) for i in result.interventions], "time_ratio": round(auto_seconds / plain_seconds, 3)}
+            "interventions": [str(i) for i in result.interventions],
+            "time_ratio": round(auto_seconds / plain_seconds, 3)}
 
 
 def markdown(meta: dict, controls: list[dict], broken: list[dict]) -> str:
@@ -103,9 +104,9 @@ def markdown(meta: dict, controls: list[dict], broken: list[dict]) -> str:
              "Both arms: the control's optimizer at a constant learning rate (no warm-up, no recipe clipping), the "
              f"same batches, seed 0. End loss: mean of the last {END_STEPS} steps. Time ratio: autotrain's seconds "
              "(checkup, treatment, watched training, checks) / plain training's, one timing each.", "",
-             f"Healthy controls: autotrain acted on {meta['acted']} of {len(controls)}, harmfully (an end loss more than "
-             f"{HARM:.0%} above plain training's) on {meta['harmful']}; weights bit-identical to plain training on "
-             f"{meta['bit_identical']} of {len(controls)}.", "",
+             f"Healthy controls: autotrain acted on {meta['acted']} of {len(controls)}, harmfully (an end loss more "
+             f"than {HARM:.0%} above plain training's) on {meta['harmful']}; weights bit-identical to plain training "
+             f"on {meta['bit_identical']} of {len(controls)}.", "",
              "| control | steps | plain end loss | autotrain end loss | acted | bit-identical | time ratio |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['name']} | {r['steps']} | {r['plain_end']} | {r['autotrain_end']} | "

@@ -78,6 +78,7 @@ class Treatment:
 #: Generic inits that re-draw every weight: a model's own init (`own_init`) is tried before the first of them.
 REDRAWING = ("he_init", "xavier_init", "orthogonal_init", "lsuv_init", "critical_init")
 
+
 def treat(
     model: nn.Module,
     diagnosis_or_remedies: Diagnosis | Sequence[str] | None = None,

@@ -168,7 +168,7 @@ def own_initialisers(model: nn.Module) -> list[nn.Module]:
     """The outermost modules of `model` with an `_init_weights(module)` method (one positional parameter), the model
     itself first when it has one: the modules whose own init `own_init` applies.
 
-        >>> own_initialisers(nn.Sequential(GPT2LMHeadModel(config), nn.Linear(4, 4)))   # [the GPT-2], not its .transformer
+        >>> own_initialisers(nn.Sequential(GPT2LMHeadModel(config), nn.Linear(4, 4)))   # [the GPT-2 model] only
     """
     found: list[nn.Module] = []
     inside: set[int] = set()
